@@ -1,0 +1,1 @@
+"""Protocol drivers: each turns a device into readings; see `drivers.base` for the interface."""
