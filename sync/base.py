@@ -13,7 +13,7 @@ from edge.quantities import ByteSize, Duration
 
 if TYPE_CHECKING:
     from edge.reading import Reading
-    from edge.store import Store
+    from edge.store import DeadLetter, Store
 
 
 class SinkConfig(BaseModel):
@@ -59,6 +59,10 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     async def run(self) -> None:
         """Deliver from the cursor onward until cancelled."""
+
+    async def replay(self, dead_letter: DeadLetter) -> None:
+        """Deliver one dead-lettered batch again (its stored payload); raise with a clear message on failure."""
+        raise NotImplementedError(f"sink type {self.config.type!r} cannot replay dead letters")
 
     def stats(self) -> dict[str, Any]:
         """connected, backlog, oldest unsent age, last ack time, rate, retries, dead letters…"""
