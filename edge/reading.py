@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -59,7 +60,7 @@ class Reading:
             "device": self.device,
             "point": self.point,
             "ts": format_ts(self.ts),
-            "value": self.value,
+            "value": self.value if type(self.value) is not float or math.isfinite(self.value) else None,
             "quality": self.quality,
         }
         if self.unit is not None:

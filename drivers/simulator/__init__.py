@@ -1,0 +1,1 @@
+"""The simulator driver: synthetic signals for demos, tests and benchmarks."""

@@ -1,0 +1,63 @@
+"""API tokens: a 0600 file of tokens, created with one random token on first run; constant-time checks."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
+log = logging.getLogger("edge.api")
+
+TOKEN_BYTES = 32
+
+
+def load_or_create(path: Path) -> tuple[list[str], str | None]:
+    """The tokens in the file, and the new token when the file was just created (to print once)."""
+    created: str | None = None
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        created = secrets.token_urlsafe(TOKEN_BYTES)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("# edge API tokens, one per line; clients send 'Authorization: Bearer <token>'\n")
+            f.write(created + "\n")
+        log.warning("created API token file %s; the token is printed once: %s", path, created)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("token file %s had mode %o; tightening to 0600", path, mode)
+        os.chmod(path, 0o600)
+    tokens = [line.strip() for line in path.read_text().splitlines()
+              if line.strip() and not line.strip().startswith("#")]
+    if not tokens:
+        log.error("token file %s holds no token: every authenticated request will be refused", path)
+    return tokens, created
+
+
+def first_token(path: Path) -> str | None:
+    """The first token in the file (what `edge demo` prints and local tools use)."""
+    try:
+        for line in path.read_text().splitlines():
+            if line.strip() and not line.strip().startswith("#"):
+                return line.strip()
+    except OSError:
+        return None
+    return None
+
+
+class TokenCheck:
+    """Compares a presented bearer token with every known one in constant time."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self._tokens = [t.encode() for t in tokens]
+
+    def ok(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        presented = header[len("Bearer "):].strip().encode()
+        match = False
+        for t in self._tokens:
+            match |= hmac.compare_digest(presented, t)
+        return match

@@ -1,0 +1,267 @@
+"""The daemon: one asyncio loop running devices, the store, sinks and the API; reload and clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from drivers import registry as driver_registry
+from drivers.base import DISABLED, DeviceConfig, WriteError
+from edge import __version__
+from edge.config import Config, ConfigError, load_config
+from edge.device_runner import DeviceRunner
+from edge.pipeline import Pipeline, TransformError, TransformSet, load_transforms
+from edge.store import Store
+from edge.supervisor import Supervisor
+from sync import registry as sink_registry
+from sync.base import Sink, SinkConfig
+
+log = logging.getLogger("edge.daemon")
+
+STOP_TIMEOUT = 5.0  # SIGTERM to closed store, at most
+TASK_STOP_TIMEOUT = 1.5
+SINK_CLOSE_TIMEOUT = 1.0
+
+
+def load_transform_set(config: Config) -> TransformSet:
+    specs = [(t.function, list(t.match)) for t in config.pipeline.transform]
+    if not specs:
+        return TransformSet()
+    return load_transforms(config.transforms_path, specs)
+
+
+class Daemon:
+    """Owns everything that runs. `await start()`, then `await wait_stopped()`; `stop()` from anywhere."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store: Store | None = None
+        self.pipeline = Pipeline([])
+        self.runners: dict[str, DeviceRunner] = {}
+        self.sinks: dict[str, Sink] = {}
+        self.supervisor = Supervisor(on_crash=self._on_crash)
+        self.started = time.time()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self._api: Any = None
+        self._extras: list[Any] = []  # things with async stop() started alongside (e.g. demo simulators)
+        self.reloads = 0
+
+    # -- life cycle -----------------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self.store = await loop.run_in_executor(None, Store.open, self.data_dir, cfg.store.options())
+        self.pipeline = Pipeline([], load_transform_set(cfg))
+        await self._drop_stale_sink_cursors()
+        for dev in cfg.devices:
+            self._start_device(dev)
+        for sink_cfg in cfg.sinks:
+            self._start_sink(sink_cfg)
+        from edge.api.server import ApiServer
+
+        self._api = ApiServer(self)
+        await self._api.start()
+        self._install_signals()
+        await self.store.add_event("started", f"edge {__version__} started with {len(cfg.devices)} devices, "
+                                              f"{len(cfg.sinks)} sinks", {"pid": os.getpid()})
+        log.info("edge %s running: %d devices, %d sinks, API on %s", __version__, len(cfg.devices),
+                 len(cfg.sinks), self.api_url)
+
+    @property
+    def api_url(self) -> str:
+        return self._api.url if self._api else ""
+
+    def add_extra(self, thing: Any) -> None:
+        """Something with `async stop()` to stop after the devices (e.g. an in-process simulator)."""
+        self._extras.append(thing)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(self.stop(f"signal {s.name}")))
+            except (NotImplementedError, RuntimeError):
+                pass
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def stop(self, why: str = "stop requested") -> None:
+        """Stop polling, stop sinks and API, flush and close the store; bounded by STOP_TIMEOUT."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        log.info("stopping (%s)", why)
+        try:
+            await asyncio.wait_for(self._shutdown(why), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("shutdown exceeded %.0fs; closing the store anyway", STOP_TIMEOUT)
+            if self.store:
+                self.store.close(timeout=2.0)
+        self._stopped.set()
+
+    async def _shutdown(self, why: str) -> None:
+        await self.supervisor.stop_all(TASK_STOP_TIMEOUT)
+        for sink in list(self.sinks.values()):
+            try:
+                await asyncio.wait_for(sink.close(), SINK_CLOSE_TIMEOUT)
+            except Exception:
+                log.exception("sink %s close failed", sink.name)
+        for extra in self._extras:
+            try:
+                await asyncio.wait_for(extra.stop(), SINK_CLOSE_TIMEOUT)
+            except Exception:
+                log.exception("stopping %r failed", extra)
+        if self._api:
+            await self._api.stop()
+        if self.store:
+            await self.store.add_event("stopped", f"edge stopped ({why})")
+            await self.store.aclose()
+
+    # -- devices and sinks ----------------------------------------------------------------------------
+
+    def _start_device(self, dev: DeviceConfig) -> None:
+        assert self.store is not None
+        self.pipeline.add_device(dev)
+        driver = driver_registry.create_driver(dev)
+        runner = DeviceRunner(driver, self.pipeline, self.store)
+        self.runners[dev.name] = runner
+        if not dev.enabled:
+            driver.status.state = DISABLED
+            return
+        self.supervisor.spawn(f"device:{dev.name}", runner.run)
+
+    async def _stop_device(self, name: str) -> None:
+        await self.supervisor.stop(f"device:{name}", TASK_STOP_TIMEOUT)
+        self.runners.pop(name, None)
+        self.pipeline.remove_device(name)
+
+    def _start_sink(self, cfg: SinkConfig) -> None:
+        assert self.store is not None
+        sink: Sink = sink_registry.create_sink(cfg, edge_id=self.config.edge.id, store=self.store,
+                                               data_dir=str(self.data_dir))
+        self.sinks[cfg.name] = sink
+        if cfg.enabled:
+            self.supervisor.spawn(f"sink:{cfg.name}", sink.run)
+
+    async def _stop_sink(self, name: str) -> None:
+        await self.supervisor.stop(f"sink:{name}", TASK_STOP_TIMEOUT)
+        sink = self.sinks.pop(name, None)
+        if sink:
+            try:
+                await asyncio.wait_for(sink.close(), SINK_CLOSE_TIMEOUT)
+            except Exception:
+                log.exception("sink %s close failed", name)
+
+    async def _drop_stale_sink_cursors(self) -> None:
+        """A sink removed from the config must not hold readings back forever."""
+        assert self.store is not None
+        names = {s.name for s in self.config.sinks}
+        for name, c in self.store.cursors_sync().items():
+            if c["kind"] == "sink" and name not in names:
+                await self.store.drop_cursor(name)
+                await self.store.add_event("cursor_removed", f"sink {name!r} is no longer configured; "
+                                                             f"its cursor was removed", {"sink": name})
+
+    async def _on_crash(self, task: str, error: BaseException, restarts: int) -> None:
+        if self.store:
+            await self.store.add_event("task_crashed", f"{task} crashed: {type(error).__name__}: {error}; "
+                                                       f"restart #{restarts}", {"task": task})
+
+    # -- operations -----------------------------------------------------------------------------------
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file and apply device, sink and transform changes; buffered data is kept.
+
+        Returns the problems when the new config is invalid (the running config then stays as it is).
+        """
+        assert self.store is not None
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config.source)
+            transforms = load_transform_set(new)
+        except ConfigError as e:
+            problems = [str(p) for p in e.problems]
+            await self.store.add_event("reload_failed", "config reload refused: " + "; ".join(problems))
+            return problems
+        except TransformError as e:
+            await self.store.add_event("reload_failed", f"config reload refused: {e}")
+            return [str(e)]
+        old = self.config
+        if new.store != old.store or new.api != old.api or new.edge.data_dir != old.edge.data_dir:
+            await self.store.add_event("reload_partial", "store, api and data_dir changes apply at the next restart")
+        self.config = new
+        self.pipeline.transforms = transforms
+        old_devices = {d.name: d for d in old.devices}
+        new_devices = {d.name: d for d in new.devices}
+        for name, dev in old_devices.items():
+            if new_devices.get(name) != dev:
+                await self._stop_device(name)
+        for name, dev in new_devices.items():
+            if old_devices.get(name) != dev:
+                self._start_device(dev)
+        old_sinks = {s.name: s for s in old.sinks}
+        new_sinks = {s.name: s for s in new.sinks}
+        for name, s in old_sinks.items():
+            if new_sinks.get(name) != s:
+                await self._stop_sink(name)
+        await self._drop_stale_sink_cursors()
+        for name, s in new_sinks.items():
+            if old_sinks.get(name) != s:
+                self._start_sink(s)
+        self.reloads += 1
+        changed = sorted(set(old_devices.items()) ^ set(new_devices.items()), key=str)
+        await self.store.add_event("reloaded", f"config reloaded ({len(new.devices)} devices, {len(new.sinks)} sinks)",
+                                   {"changed_devices": sorted({n for n, _ in changed})})
+        return []
+
+    async def write(self, device: str, point: str, value: Any, source: str = "api") -> Any:
+        """Write a value to a writable point; returns what was read back. Raises WriteError."""
+        assert self.store is not None
+        runner = self.runners.get(device)
+        if runner is None:
+            raise WriteError(f"no device named {device!r}")
+        cfg = runner.driver.point_config(point)
+        if not cfg.writable:
+            raise WriteError(f"point {device}/{point} is not writable (set writable = true in its config)")
+        try:
+            result = await runner.driver.write(point, value)
+        except WriteError as e:
+            await self.store.add_event("write_failed", f"write {device}/{point} = {value!r} failed: {e}",
+                                       {"device": device, "point": point, "value": value, "source": source})
+            raise
+        await self.store.add_event("write", f"{device}/{point} = {value!r} (read back {result!r}) by {source}",
+                                   {"device": device, "point": point, "value": value, "read_back": result,
+                                    "source": source})
+        return result
+
+    def devices_info(self) -> list[dict[str, Any]]:
+        return [r.info() for r in self.runners.values()]
+
+    def sinks_info(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, sink in self.sinks.items():
+            try:
+                stats = sink.stats()
+            except Exception as e:
+                stats = {"error": f"{type(e).__name__}: {e}"}
+            task = self.supervisor.tasks.get(f"sink:{name}")
+            out[name] = {"type": sink.config.type, **stats,
+                         "restarts": task.restarts if task else 0}
+        return out

@@ -1,0 +1,89 @@
+"""Per-point processing between a driver and the store: scale/offset, deadband, then user transforms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers.base import DeviceConfig, PointConfig
+from edge.pipeline.transforms import TransformSet
+from edge.reading import BAD, Reading
+
+
+@dataclass
+class PointSpec:
+    """The pipeline's view of one point, and its deadband memory."""
+
+    scale: float
+    offset: float
+    deadband: float
+    unit: str | None
+    last_value: object = None
+    last_quality: str | None = None
+
+    @property
+    def linear(self) -> bool:
+        return self.scale != 1.0 or self.offset != 0.0
+
+    @classmethod
+    def of(cls, p: PointConfig) -> PointSpec:
+        return cls(p.scale, p.offset, p.deadband, p.unit)
+
+
+def _points(device: DeviceConfig) -> list[PointConfig]:
+    all_points = getattr(device, "all_points", None)
+    return list(all_points()) if callable(all_points) else list(device.point)
+
+
+class Pipeline:
+    """Processes each poll cycle in place; returns what goes to the store."""
+
+    def __init__(self, devices: list[DeviceConfig], transforms: TransformSet | None = None) -> None:
+        self.specs: dict[str, dict[str, PointSpec]] = {}
+        self.transforms = transforms or TransformSet()
+        self.suppressed = 0  # readings held back by deadband
+        for d in devices:
+            self.add_device(d)
+
+    def add_device(self, device: DeviceConfig) -> None:
+        old = self.specs.get(device.name, {})
+        specs = {}
+        for p in _points(device):
+            spec = PointSpec.of(p)
+            if p.name in old and old[p.name].deadband == spec.deadband:
+                spec.last_value, spec.last_quality = old[p.name].last_value, old[p.name].last_quality
+            specs[p.name] = spec
+        self.specs[device.name] = specs
+
+    def remove_device(self, name: str) -> None:
+        self.specs.pop(name, None)
+
+    def process(self, readings: list[Reading]) -> list[Reading]:
+        out: list[Reading] = []
+        append = out.append
+        transforms = self.transforms
+        by_device = self.specs
+        for r in readings:
+            specs = by_device.get(r.device)
+            spec = specs.get(r.point) if specs else None
+            if spec is not None:
+                v = r.value
+                if spec.linear and r.quality != BAD:
+                    t = type(v)
+                    if t is int or t is float:
+                        v = r.value = v * spec.scale + spec.offset
+                if r.unit is None:
+                    r.unit = spec.unit
+                if spec.deadband > 0.0 and r.quality != BAD:
+                    last = spec.last_value
+                    if (spec.last_quality == r.quality and last is not None and type(v) in (int, float)
+                            and abs(v - last) <= spec.deadband):  # type: ignore[operator]
+                        self.suppressed += 1
+                        continue
+                    spec.last_value, spec.last_quality = v, r.quality
+                elif spec.deadband > 0.0:
+                    spec.last_value, spec.last_quality = None, BAD
+            if transforms:
+                out.extend(transforms.apply(r))
+            else:
+                append(r)
+        return out
