@@ -14,6 +14,8 @@ from drivers.base import DeviceConfig, Driver
 # driver name -> ("module:ConfigClass", "module:DriverClass")
 DRIVERS: dict[str, tuple[str, str]] = {
     "simulator": ("drivers.simulator.config:SimulatorDevice", "drivers.simulator.driver:SimulatorDriver"),
+    "modbus-tcp": ("drivers.modbus.config:ModbusTcpDevice", "drivers.modbus.driver:ModbusDriver"),
+    "modbus-rtu": ("drivers.modbus.config:ModbusRtuDevice", "drivers.modbus.driver:ModbusDriver"),
 }
 
 

@@ -1,0 +1,177 @@
+"""One bus per TCP endpoint or serial port: requests serialized, pacing, and the connection state machine.
+
+States: idle → connecting → up; a failed connect goes to backing-off (exponential, jittered) and the
+next request after the wait connects again. A lost connection goes back to idle (reconnect at once, then
+back off). Several devices (unit ids) share a bus through `BUSES`, reference-counted by endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from drivers.modbus import defaults
+from drivers.modbus.link import LinkError, ModbusLink, NoResponse, NotConnected
+from edge.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+IDLE = "idle"
+CONNECTING = "connecting"
+UP = "up"
+BACKING_OFF = "backing-off"
+
+
+class BusDown(LinkError):
+    """The bus has no connection (refused, unreachable, port missing) and is waiting to try again."""
+
+
+class Bus:
+    """The request queue of one physical bus; every request holds the bus alone, from send to answer."""
+
+    def __init__(
+        self,
+        key: str,
+        link: ModbusLink,
+        *,
+        frame_gap: float = 0.0,
+        backoff: Backoff | None = None,
+        stale_after_timeouts: int | None = defaults.TCP_STALE_AFTER_TIMEOUTS,
+    ) -> None:
+        self.key = key
+        self.link = link
+        self.frame_gap = frame_gap
+        self.backoff = backoff or Backoff(
+            initial=defaults.DEFAULT_BACKOFF_INITIAL, maximum=defaults.DEFAULT_BACKOFF_MAX,
+            factor=defaults.BACKOFF_FACTOR, jitter=defaults.BACKOFF_JITTER,
+        )
+        self.stale_after_timeouts = stale_after_timeouts
+        self.state = IDLE
+        self.last_error: str | None = None
+        self.retry_at = 0.0
+        self.reconnects = 0
+        self.requests = 0
+        self.users = 0
+        self._was_up = False
+        self._silent = 0  # consecutive timeouts since any unit last answered
+        self._last_done = 0.0
+        self._lock = asyncio.Lock()
+
+    def down_for(self, now: float | None = None) -> float:
+        """Seconds until the next connect attempt while backing off, else 0."""
+        if self.state != BACKING_OFF:
+            return 0.0
+        return max(0.0, self.retry_at - (time.monotonic() if now is None else now))
+
+    async def run(
+        self,
+        op: Callable[[ModbusLink], Awaitable[T]],
+        *,
+        timeout: float,
+        pause: float = 0.0,
+        retries: int = 0,
+    ) -> T:
+        """Run one request on the link, alone on the bus; retries on timeout. Raises LinkError subclasses."""
+        self._raise_if_backing_off()
+        async with self._lock:
+            self._raise_if_backing_off()
+            if self.state != UP or not self.link.connected:
+                await self._connect(timeout)
+            attempt = 0
+            while True:
+                gap = max(self.frame_gap, pause)
+                if gap > 0:
+                    wait = self._last_done + gap - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                self.requests += 1
+                try:
+                    result = await op(self.link)
+                except NoResponse:
+                    self._silent += 1
+                    if attempt < retries:
+                        attempt += 1
+                        continue
+                    if self.stale_after_timeouts and self._silent >= self.stale_after_timeouts:
+                        log.info("%s: %d requests unanswered, reopening", self.key, self._silent)
+                        self._reset(IDLE)
+                    raise
+                except NotConnected as exc:
+                    log.warning("%s: %s", self.key, exc)
+                    self.last_error = str(exc)
+                    self._reset(IDLE)
+                    raise
+                except LinkError:
+                    self._silent = 0  # the unit answered, if only with an exception
+                    raise
+                finally:
+                    self._last_done = time.monotonic()
+                self._silent = 0
+                return result
+
+    def _raise_if_backing_off(self) -> None:
+        if self.state == BACKING_OFF:
+            left = self.down_for()
+            if left > 0:
+                raise BusDown(f"{self.key} down ({self.last_error}); next connect attempt in {left:.1f}s")
+
+    async def _connect(self, timeout: float) -> None:
+        self.state = CONNECTING
+        try:
+            await self.link.open(timeout)
+        except NotConnected as exc:
+            delay = self.backoff.delay()
+            first = self.last_error != str(exc)
+            self.last_error = str(exc)
+            self.state = BACKING_OFF
+            self.retry_at = time.monotonic() + delay
+            (log.warning if first else log.debug)("%s: %s; retrying in %.1fs", self.key, exc, delay)
+            raise BusDown(f"{self.key} down ({exc}); next connect attempt in {delay:.1f}s") from exc
+        if self._was_up:
+            self.reconnects += 1
+            log.info("%s: reconnected", self.key)
+        self._was_up = True
+        self.state = UP
+        self.last_error = None
+        self._silent = 0
+        self.backoff.reset()
+
+    def _reset(self, state: str) -> None:
+        self.link.close()
+        self.state = state
+
+    def close(self) -> None:
+        """Close the connection (when the last device using the bus stops)."""
+        self._reset(IDLE)
+
+
+class BusRegistry:
+    """Buses by key (endpoint or serial port): the first device opens one, the last one to leave closes it."""
+
+    def __init__(self) -> None:
+        self._buses: dict[str, Bus] = {}
+
+    def acquire(self, key: str, create: Callable[[], Bus]) -> Bus:
+        bus = self._buses.get(key)
+        if bus is None:
+            bus = self._buses[key] = create()
+        bus.users += 1
+        return bus
+
+    def release(self, bus: Bus) -> None:
+        bus.users -= 1
+        if bus.users <= 0 and self._buses.get(bus.key) is bus:
+            del self._buses[bus.key]
+            bus.close()
+
+    def get(self, key: str) -> Bus | None:
+        return self._buses.get(key)
+
+
+BUSES = BusRegistry()
+"""The process-wide registry: devices on the same endpoint share one Bus."""
