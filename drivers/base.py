@@ -98,7 +98,7 @@ Publish = Callable[[list[Reading]], Awaitable[None]]
 """How a push driver hands readings to the pipeline; awaiting it is the backpressure."""
 
 
-class Driver(abc.ABC):
+class Driver(abc.ABC):  # noqa: B024 - hooks are optional, poll or run is needed
     """One device (or one protocol endpoint serving a device).
 
     Poll drivers implement `poll()`; the daemon calls it every `interval` on the monotonic clock.

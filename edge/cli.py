@@ -6,9 +6,9 @@ Exit codes: 0 ok, 1 user error (bad config, bad arguments), 2 runtime failure.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -267,25 +267,20 @@ def discover(timeout: float, interfaces: tuple[str, ...], modbus_tcp: str | None
     found: list[dict[str, Any]]
     try:
         if modbus_tcp:
-            from drivers.modbus import discover as mb
-
+            mb = importlib.import_module("drivers.modbus.discover")
             host, _, port = modbus_tcp.partition(":")
             found = asyncio.run(mb.scan_tcp(host, int(port or 502), unit_ids, timeout))
         elif serial:
-            from drivers.modbus import discover as mb
-
+            mb = importlib.import_module("drivers.modbus.discover")
             found = asyncio.run(mb.scan_serial(serial, baudrate, unit_ids, timeout))
         elif opcua:
-            from drivers.opcua import discover as ua
-
+            ua = importlib.import_module("drivers.opcua.discover")
             found = asyncio.run(ua.browse(opcua, timeout))
         elif ble:
-            from drivers.ble import discover as bt
-
+            bt = importlib.import_module("drivers.ble.discover")
             found = asyncio.run(bt.scan(timeout))
         else:
-            from edge import discovery
-
+            discovery = importlib.import_module("edge.discovery")
             found = asyncio.run(discovery.browse(timeout, list(interfaces)))
     except ImportError as e:
         fail(f"this kind of discovery is not available in this build ({e.name})", EXIT_RUNTIME)
@@ -312,6 +307,17 @@ def _parse_units(text: str) -> list[int]:
             raise ValueError(f"expected unit ids within 0..255, found {part!r}")
         out.extend(range(a, b + 1))
     return out
+
+
+def _add_security_commands() -> None:
+    """`edge keys`, `edge secrets` and `edge verify` (edge/security_cli.py)."""
+    from edge.security_cli import keys, secrets, verify
+
+    for command in (keys, secrets, verify):
+        cli.add_command(command)
+
+
+_add_security_commands()
 
 
 def main() -> None:

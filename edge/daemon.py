@@ -51,6 +51,7 @@ class Daemon:
         self._api: Any = None
         self._extras: list[Any] = []  # things with async stop() started alongside (e.g. demo simulators)
         self.reloads = 0
+        self._signal_tasks: set[asyncio.Future[Any]] = set()
 
     # -- life cycle -----------------------------------------------------------------------------------
 
@@ -91,13 +92,22 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(self.stop(f"signal {s.name}")))
+                loop.add_signal_handler(sig, self._on_stop_signal, sig)
             except (NotImplementedError, RuntimeError):
                 pass
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._background(self.reload()))
         except (NotImplementedError, RuntimeError):
             pass
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._background(self.stop(f"signal {sig.name}"))
+
+    def _background(self, coro: Any) -> None:
+        """Run a coroutine from a signal handler, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

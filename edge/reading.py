@@ -83,7 +83,7 @@ class Reading:
 
 def format_ts(ts: float) -> str:
     """RFC 3339 UTC with milliseconds, e.g. 2026-11-21T22:45:00.123Z."""
-    ms = int(round(ts * 1000))
+    ms = round(ts * 1000)
     secs, msec = divmod(ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{msec:03d}Z"
 

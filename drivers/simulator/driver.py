@@ -16,7 +16,7 @@ class SimulatorDriver(Driver):
 
     config: SimulatorDevice
 
-    def __init__(self, config: SimulatorDevice) -> None:  # type: ignore[override]
+    def __init__(self, config: SimulatorDevice) -> None:
         super().__init__(config)
         self.points: list[SimulatorPoint] = config.all_points()
         self._rng = random.Random(config.seed)

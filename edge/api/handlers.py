@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -25,7 +29,8 @@ routes = web.RouteTableDef()
 
 
 def daemon_of(request: web.Request) -> Daemon:
-    return request.app["daemon"]  # type: ignore[no-any-return]
+    daemon: Daemon = request.app["daemon"]
+    return daemon
 
 
 def store_of(request: web.Request) -> Store:
@@ -161,7 +166,7 @@ async def write_point(request: web.Request) -> web.Response:
     if "value" not in body:
         raise BadParameter("value", "value: expected a value to write, found nothing")
     value = body["value"]
-    if not isinstance(value, int | float | bool | str) or isinstance(value, float) and value != value:
+    if not isinstance(value, int | float | bool | str) or (isinstance(value, float) and value != value):
         raise BadParameter("value", f"value: expected a number, bool or string, found {json.dumps(value)[:40]}")
     d = daemon_of(request)
     if device not in d.runners:
@@ -266,6 +271,43 @@ async def config(request: web.Request) -> web.Response:
     except OSError as e:
         return error(409, f"config file unreadable: {e}")
     return web.json_response({"path": str(d.config.source), "text": text})
+
+
+@routes.put("/v1/config")
+async def put_config(request: web.Request) -> web.Response:
+    """Replace the config file (validated first, previous file kept as .bak), then reload."""
+    from edge.config import ConfigError, parse_text
+
+    body = await json_body(request)
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise BadParameter("text", "text: expected the config file's new text as a string")
+    d = daemon_of(request)
+    path = d.config.source
+    try:
+        parse_text(text, str(path))
+    except ConfigError as e:
+        return web.json_response({"error": "config refused", "problems": [str(p) for p in e.problems]},
+                                 status=400)
+    await asyncio.get_running_loop().run_in_executor(None, _replace_file, path, text)
+    problems = await d.reload()
+    if problems:
+        return web.json_response({"error": "reload refused", "problems": problems}, status=400)
+    return web.json_response({"path": str(path), "reloaded": True})
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write atomically, keeping the previous file as FILE.bak."""
+    if path.exists():
+        shutil.copy2(path, path.with_name(path.name + ".bak"))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists():
+        shutil.copymode(path, tmp)
+    os.replace(tmp, path)
 
 
 @routes.get("/v1/openapi.json")

@@ -141,7 +141,9 @@ def document() -> dict[str, Any]:
             "/v1/reload": {"post": _op("Re-read the config file and apply it", _ok(obj), 400)},
             "/v1/config": {"get": _op("The config file's text", _ok({
                 "type": "object", "required": ["path", "text"],
-                "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}), 409)},
+                "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}), 409),
+                "put": _op("Replace the config file (validated; previous kept as .bak) and reload", _ok(obj), 400, 413,
+                           body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "Prometheus text format",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},

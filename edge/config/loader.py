@@ -169,9 +169,9 @@ def _keys_for(loc: tuple[str | int, ...], raw: dict[str, Any]) -> list[str] | No
         return sorted(_root_model().model_fields)
     section = loc[0]
     if section in ("edge", "store", "api", "discovery", "pipeline") and len(loc) == 2:
-        model = {"edge": EdgeSection, "store": StoreSection, "api": ApiSection,
-                 "discovery": DiscoverySection, "pipeline": PipelineSection}[str(section)]
-        return sorted(model.model_fields)
+        sections: dict[str, type[BaseModel]] = {"edge": EdgeSection, "store": StoreSection, "api": ApiSection,
+                                                "discovery": DiscoverySection, "pipeline": PipelineSection}
+        return sorted(sections[str(section)].model_fields)
     if section in ("device", "sink") and len(loc) >= 3 and isinstance(loc[1], int):
         entries = raw.get(str(section), [])
         entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else {}
@@ -187,14 +187,14 @@ def _keys_for(loc: tuple[str | int, ...], raw: dict[str, Any]) -> list[str] | No
             return sorted(model.model_fields)
         if loc[2] == "point" and len(loc) == 5:
             ann = model.model_fields["point"].annotation
-            point_model = getattr(ann, "__args__", [None])[0]
+            point_model: Any = getattr(ann, "__args__", [None])[0]
             if point_model is not None and hasattr(point_model, "model_fields"):
                 return sorted(point_model.model_fields)
     return None
 
 
 def _duplicates(raw_list: Any, what: str, section: str, lines: dict[Any, int], file: str) -> list[Problem]:
-    problems = []
+    problems: list[Problem] = []
     seen: dict[str, int] = {}
     if not isinstance(raw_list, list):
         return problems
@@ -220,7 +220,8 @@ def parse_text(text: str, file: str) -> Config:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         line = int(m.group(1)) if m else 1
         what = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
-        raise ConfigError([Problem(file, line, "(toml)", f"expected valid TOML, found a syntax error: {what}")]) from None
+        problem = Problem(file, line, "(toml)", f"expected valid TOML, found a syntax error: {what}")
+        raise ConfigError([problem]) from None
     lines = key_lines(text)
     problems: list[Problem] = []
     model = _root_model()
@@ -259,7 +260,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except FileNotFoundError:
         raise ConfigError([Problem(file, 0, "(file)", "expected a config file, found no such file")]) from None
     except UnicodeDecodeError as e:
-        raise ConfigError([Problem(file, 1, "(file)", f"expected UTF-8 text, found invalid bytes ({e.reason})")]) from None
+        problem = Problem(file, 1, "(file)", f"expected UTF-8 text, found invalid bytes ({e.reason})")
+        raise ConfigError([problem]) from None
     except OSError as e:
         raise ConfigError([Problem(file, 0, "(file)", f"expected a readable file, found {e.strerror}")]) from None
     return parse_text(text, file)

@@ -55,11 +55,11 @@ def key_lines(source: str) -> dict[Path, int]:
             current = tuple(resolved)
             lines.setdefault(current, number)
             continue
-        key = _KEY.match(line)
-        if key:
-            path = current + tuple(_split_key(key.group(1)))
+        assignment = _KEY.match(line)
+        if assignment:
+            path = current + tuple(_split_key(assignment.group(1)))
             lines.setdefault(path, number)
-            rest = line[key.end():]
+            rest = line[assignment.end():]
             for quote in ('"""', "'''"):
                 if rest.count(quote) == 1:
                     in_multiline = quote

@@ -76,7 +76,7 @@ class Pipeline:
                 if spec.deadband > 0.0 and r.quality != BAD:
                     last = spec.last_value
                     if (spec.last_quality == r.quality and last is not None and type(v) in (int, float)
-                            and abs(v - last) <= spec.deadband):  # type: ignore[operator]
+                            and abs(v - last) <= spec.deadband):  # type: ignore[operator,unused-ignore]
                         self.suppressed += 1
                         continue
                     spec.last_value, spec.last_quality = v, r.quality

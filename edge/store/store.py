@@ -350,7 +350,8 @@ class Store:
 
     def dead_letters_sync(self, sink: str | None = None, ident: int | None = None) -> list[DeadLetter]:
         sql = "SELECT id, ts, sink, first_seq, last_seq, count, error, payload FROM dead_letters"
-        cond, params = [], []
+        cond: list[str] = []
+        params: list[Any] = []
         if sink:
             cond.append("sink = ?")
             params.append(sink)

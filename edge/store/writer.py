@@ -220,7 +220,7 @@ class Writer:
         self._new_series = new_series
         con.execute("BEGIN IMMEDIATE")
         try:
-            results = []
+            results: list[Any] = []
             readings = 0
             for cmd in batch:
                 if cmd.op == "append":
@@ -269,7 +269,7 @@ class Writer:
         series = self.series
         seq = self.state.last_seq
         q_code = Q_CODE
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         append = rows.append
         for r in readings:
             key = (r.device, r.point, r.unit)
