@@ -6,7 +6,10 @@ import importlib
 from typing import Any
 
 # sink type -> ("module:ConfigClass", "module:SinkClass")
-SINKS: dict[str, tuple[str, str]] = {}
+SINKS: dict[str, tuple[str, str]] = {
+    "mqtt": ("sync.mqtt_config:MqttSinkConfig", "sync.mqtt:MqttSink"),
+    "http": ("sync.http_config:HttpSinkConfig", "sync.http:HttpSink"),
+}
 
 
 def _load(path: str) -> Any:

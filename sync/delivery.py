@@ -1,0 +1,247 @@
+"""What every delivering sink shares: read after the cursor, filter, expire, batch, window, durable acks, stats.
+
+A transport subclass implements `_deliver()` (send messages from `next_messages()` and call `acked()`);
+this class keeps the cursor moving over the contiguous acked prefix and writes it to the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from edge.reading import Reading
+from sync.base import Sink, SinkConfig
+from sync.defaults import BACKLOG_REFRESH, CLOSE_TIMEOUT, INFLIGHT, RATE_WINDOW, READ_BATCHES
+from sync.outage import OutageLog
+from sync.pacing import SendPacer
+from sync.payload import PayloadEncoder
+from sync.window import AckWindow, OutMessage
+
+if TYPE_CHECKING:
+    from edge.store import Store
+
+log = logging.getLogger("edge.sync")
+
+BYTES_PER_READING_GUESS = 120.0  # backlog_bytes estimate before any message was encoded
+EWMA_WEIGHT = 0.1  # how fast the bytes-per-reading estimate follows new messages
+
+
+@dataclass
+class Chunk:
+    """What one store read gave: messages to send, and the highest seq it covers (sent or skipped)."""
+
+    messages: list[OutMessage]
+    taken: int
+
+
+def expired_counter(sink: str) -> str:
+    """The store counter holding how many readings this sink skipped because they were older than max_age."""
+    return f"sink.{sink}.expired"
+
+
+class DeliverySink(Sink):
+    """A sink that sends batches of readings and advances its durable cursor over what was acked."""
+
+    def __init__(self, config: SinkConfig, *, edge_id: str, store: Store, data_dir: str, **kw: Any) -> None:
+        super().__init__(config, edge_id=edge_id, store=store, data_dir=data_dir, **kw)
+        self.encoder = PayloadEncoder(edge_id)
+        self.pacer = SendPacer(config.max_rate, config.max_bytes_per_s)
+        self.outage = OutageLog(config.name)
+        self.window: AckWindow | None = None
+        self.connected = False
+        self.sent = 0  # readings acked since start
+        self.retries = 0
+        self.expired = 0
+        self.dead_letters = 0
+        self.last_ack: float | None = None
+        self._acks: deque[tuple[float, int]] = deque()  # (monotonic time, readings) for send_rate
+        self._bytes_per_reading = BYTES_PER_READING_GUESS
+        self._head_ts: float | None = None  # ts of the oldest reading not yet acked (refreshed)
+        self._head_checked = 0.0
+        self._ready = asyncio.Event()
+
+    # -- what a transport provides ----------------------------------------------------------------------
+
+    @property
+    def inflight(self) -> int:
+        return int(getattr(self.config, "inflight", INFLIGHT))
+
+    @property
+    def per_device(self) -> bool:
+        """Whether each message holds one device's readings only."""
+        return False
+
+    @abc.abstractmethod
+    async def _deliver(self, window: AckWindow) -> None:
+        """Send what `next_messages` gives, call `acked` for each acknowledged message; until cancelled."""
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        cursor = await self.store.register(self.name, kind="sink")
+        window = AckWindow(self.inflight, cursor)
+        self.window = window
+        await self._load_counters()
+        self._ready.set()
+        log.info("sink %s (%s) starting after seq %d", self.name, self.config.type, cursor)
+        tasks = [asyncio.create_task(self._deliver(window), name=f"sink-{self.name}-deliver"),
+                 asyncio.create_task(self._keep_cursor(window), name=f"sink-{self.name}-cursor")]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._save_cursor(window)
+
+    async def _load_counters(self) -> None:
+        name = self.name
+
+        def load(store: Store) -> tuple[int, int]:
+            counters = store.stats_sync()["counters"]
+            return counters.get(expired_counter(name), 0), len(store.dead_letters_sync(sink=name))
+
+        self.expired, self.dead_letters = await self.store.run_read(load)
+
+    async def _keep_cursor(self, window: AckWindow) -> None:
+        """Write the acked prefix to the store's cursor whenever it moves; keep the backlog figures fresh."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(window.wait_dirty(), BACKLOG_REFRESH)
+            await self._save_cursor(window)
+            now = time.monotonic()
+            if now - self._head_checked >= BACKLOG_REFRESH:
+                self._head_checked = now
+                head = await self.store.read(window.ackable(), 1)
+                self._head_ts = head[0].ts if head else None
+
+    async def _save_cursor(self, window: AckWindow) -> None:
+        target = window.ackable()
+        if target > window.durable:
+            window.made_durable(await self.store.set_cursor(self.name, target, kind="sink"))
+
+    # -- reading and batching ---------------------------------------------------------------------------
+
+    async def next_messages(self, window: AckWindow, max_messages: int) -> Chunk:
+        """Up to max_messages new messages from the readings after what the window has taken.
+
+        The caller adds the messages to the window (in order) and then calls `window.skip_to(chunk.taken)`:
+        readings up to `taken` that are in no message were filtered out or expired.
+        """
+        if max_messages <= 0:
+            return Chunk([], window.taken)
+        batch_max = self.config.batch_max
+        readings = await self.store.read(window.taken, batch_max * min(max_messages, READ_BATCHES))
+        if not readings:
+            return Chunk([], window.taken)
+        groups, taken, expired = self._group(readings, max_messages)
+        if expired:
+            self.expired += expired
+            await self.store.count(expired_counter(self.name), expired)
+        return Chunk([self._message(g) for g in groups], taken)
+
+    def _group(self, readings: list[Reading], max_messages: int) -> tuple[list[list[Reading]], int, int]:
+        """Readings → batches (per device when the topic is), skipping filtered and expired ones.
+
+        Stops before the reading that would need message max_messages + 1, so every reading up to the
+        returned `taken` seq is in a batch or skipped, and none after it is.
+        """
+        cfg = self.config
+        batch_max = cfg.batch_max
+        matches = cfg.matches if cfg.filter else None
+        oldest = time.time() - cfg.max_age if cfg.max_age else None
+        per_device = self.per_device
+        open_groups: dict[str | None, list[Reading]] = {}
+        groups: list[list[Reading]] = []
+        taken = readings[0].seq - 1
+        expired = 0
+        for r in readings:
+            if (matches is not None and not matches(r)) or (oldest is not None and r.ts < oldest):
+                if matches is None or matches(r):
+                    expired += 1
+                taken = r.seq
+                continue
+            key = r.device if per_device else None
+            g = open_groups.get(key)
+            if g is None or len(g) >= batch_max:
+                if len(groups) >= max_messages:
+                    break
+                g = []
+                open_groups[key] = g
+                groups.append(g)
+            g.append(r)
+            taken = r.seq
+        return groups, taken, expired
+
+    def _message(self, readings: list[Reading]) -> OutMessage:
+        payload = self.encoder.encode(readings)
+        n = len(readings)
+        self._bytes_per_reading += EWMA_WEIGHT * (len(payload) / n - self._bytes_per_reading)
+        return OutMessage(readings[0].seq, readings[-1].seq, n, payload, min(r.ts for r in readings),
+                          readings[0].device if self.per_device else None)
+
+    # -- acks -----------------------------------------------------------------------------------------
+
+    def acked(self, window: AckWindow, message: OutMessage) -> None:
+        """The peer has the message (or it was dead-lettered): it counts for the cursor."""
+        if message.acked:
+            return
+        window.ack(message)
+        now = time.monotonic()
+        self.sent += message.count
+        self.last_ack = time.time()
+        self._acks.append((now, message.count))
+
+    async def dead_letter(self, window: AckWindow, message: OutMessage, error: str) -> None:
+        """Keep the refused message in the store's dead-letter table and move on past it."""
+        await self.store.add_dead_letter(self.name, message.first_seq, message.last_seq, message.count, error,
+                                         message.payload)
+        self.dead_letters += 1
+        log.error("sink %s: seq %d..%d (%d readings) refused and dead-lettered: %s", self.name,
+                  message.first_seq, message.last_seq, message.count, error)
+        window.ack(message)
+
+    async def close(self) -> None:
+        """Write the last acked position (the transport closes its connection in its own close())."""
+        if self.window is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._save_cursor(self.window), CLOSE_TIMEOUT)
+
+    # -- stats ----------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        while self._acks and now - self._acks[0][0] > RATE_WINDOW:
+            self._acks.popleft()
+        window = self.window
+        durable_seq = self.store.durable_seq
+        position = window.ackable() if window is not None else durable_seq
+        backlog = max(0, durable_seq - position)
+        oldest = window.oldest_unacked_ts() if window is not None else None
+        if self._head_ts is not None and backlog:
+            oldest = self._head_ts if oldest is None else min(oldest, self._head_ts)
+        return {
+            "type": self.config.type,
+            "connected": self.connected,
+            "backlog_readings": backlog,
+            "backlog_bytes": int(backlog * self._bytes_per_reading),
+            "oldest_unsent_age_s": round(max(0.0, time.time() - oldest), 3) if oldest is not None and backlog
+            else 0.0,
+            "last_ack": self.last_ack,
+            "send_rate": round(sum(n for _, n in self._acks) / RATE_WINDOW, 1),
+            "retries": self.retries,
+            "dead_letters": self.dead_letters,
+            "expired": self.expired,
+            "sent": self.sent,
+            "cursor": window.durable if window is not None else None,
+            "inflight": len(window) if window is not None else 0,
+            "last_error": self.outage.last_error,
+        }

@@ -1,0 +1,152 @@
+"""The MQTT sink: QoS 1 publishes of batches to a topic template, a window in flight, cursor over PUBACKs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sync.defaults import CLOSE_TIMEOUT, IDLE_WAIT, MQTT_REPLAY_TIMEOUT
+from sync.delivery import DeliverySink
+from sync.mqtt_config import MqttSinkConfig
+from sync.mqtt_link import MqttLink
+from sync.window import AckWindow, OutMessage
+
+if TYPE_CHECKING:
+    from edge.store import DeadLetter, Store
+
+log = logging.getLogger("edge.sync")
+
+REASON_FAILURE = 0x80  # MQTT 5 PUBACK reason codes from here on mean "refused"
+
+
+class MqttSink(DeliverySink):
+    """Publishes the contract's payload to an MQTT broker, at least once, in order per device."""
+
+    config: MqttSinkConfig
+
+    def __init__(self, config: MqttSinkConfig, *, edge_id: str, store: Store, data_dir: str, **kw: Any) -> None:
+        super().__init__(config, edge_id=edge_id, store=store, data_dir=data_dir, **kw)
+        self.topic = config.topic.replace("{edge}", edge_id)
+        self.link: MqttLink | None = None
+        self._by_mid: dict[int, OutMessage] = {}
+        self._waiters: dict[int, asyncio.Future[tuple[int, str]]] = {}
+        self._window: AckWindow | None = None
+        self._refused: list[tuple[OutMessage, str]] = []
+        self._refused_event = asyncio.Event()
+
+    @property
+    def per_device(self) -> bool:
+        return self.config.per_device
+
+    def topic_for(self, device: str | None) -> str:
+        return self.topic.replace("{device}", device or "")
+
+    # -- delivering -----------------------------------------------------------------------------------
+
+    async def _deliver(self, window: AckWindow) -> None:
+        self._window = window
+        self._by_mid.clear()
+        link = MqttLink(self.config, edge_id=self.edge_id, outage=self.outage, on_ack=self._on_ack,
+                        on_state=self._on_state)
+        self.link = link
+        keeper = asyncio.create_task(link.maintain(), name=f"sink-{self.name}-link")
+        refusals = asyncio.create_task(self._dead_letter_refused(window), name=f"sink-{self.name}-refused")
+        try:
+            await self._publish_loop(window, link, keeper)
+        finally:
+            for t in (keeper, refusals):
+                t.cancel()
+            await asyncio.gather(keeper, refusals, return_exceptions=True)
+            await link.close(status=True)
+
+    async def _publish_loop(self, window: AckWindow, link: MqttLink, keeper: asyncio.Task[None]) -> None:
+        while True:
+            await link.wait_connected()
+            await window.wait_space()
+            free = min(window.free, link.receive_maximum - len(self._by_mid))
+            if free <= 0:
+                await window.wait_changed_or(IDLE_WAIT)
+                continue
+            chunk = await self.next_messages(window, free)
+            if not chunk.messages:
+                if chunk.taken <= window.taken:
+                    await self.store.wait_for_data(window.taken, IDLE_WAIT)
+                window.skip_to(chunk.taken)
+                continue
+            for m in chunk.messages:
+                await self.pacer.take(m.count, len(m.payload))
+                window.add(m)
+                m.attempts += 1
+                self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
+            window.skip_to(chunk.taken)
+
+    def _on_state(self, up: bool) -> None:
+        self.connected = up
+        self.retries = self.link.attempts if self.link is not None else self.retries
+
+    def _on_ack(self, mid: int, code: int, reason: str) -> None:
+        """A PUBACK (on the event loop): ack the message, or queue it for dead-lettering when refused."""
+        waiter = self._waiters.pop(mid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((code, reason))
+        message = self._by_mid.pop(mid, None)
+        window = self._window
+        if message is None or window is None:
+            return
+        if code >= REASON_FAILURE:
+            self._refused.append((message, f"PUBACK reason {reason} (0x{code:02x})"))
+            self._refused_event.set()
+        else:
+            self.acked(window, message)
+
+    async def _dead_letter_refused(self, window: AckWindow) -> None:
+        while True:
+            await self._refused_event.wait()
+            self._refused_event.clear()
+            while self._refused:
+                message, error = self._refused.pop(0)
+                await self.dead_letter(window, message, error)
+
+    # -- closing and replay ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Wait briefly for outstanding PUBACKs, write the cursor, say "offline", disconnect."""
+        link, window = self.link, self.window
+        if link is not None and window is not None and link.connected:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CLOSE_TIMEOUT / 2
+            while window.unacked and loop.time() < deadline:
+                await window.wait_changed_or(deadline - loop.time())
+        await super().close()
+        if link is not None:
+            await link.close(status=True)
+
+    async def replay(self, dead_letter: DeadLetter) -> None:
+        """Publish a dead letter's stored payload again; remove it from the table once PUBACKed."""
+        link = self.link
+        if link is None or not link.connected:
+            raise RuntimeError(f"sink {self.name}: not connected to {self.config.url}; cannot replay now")
+        device = None
+        if self.per_device:
+            with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+                device = json.loads(dead_letter.payload)["readings"][0]["device"]
+        loop = asyncio.get_running_loop()
+        mid = link.publish(self.topic_for(device), dead_letter.payload)
+        fut: asyncio.Future[tuple[int, str]] = loop.create_future()
+        self._waiters[mid] = fut
+        try:
+            code, reason = await asyncio.wait_for(fut, MQTT_REPLAY_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeError(f"sink {self.name}: no PUBACK for the replayed dead letter {dead_letter.id} "
+                               f"within {MQTT_REPLAY_TIMEOUT} s") from None
+        finally:
+            self._waiters.pop(mid, None)
+        if code >= REASON_FAILURE:
+            raise RuntimeError(f"sink {self.name}: broker refused dead letter {dead_letter.id} again: {reason}")
+        await self.store.delete_dead_letter(dead_letter.id)
+        self.dead_letters = max(0, self.dead_letters - 1)
+        log.info("sink %s: dead letter %d (seq %d..%d) replayed", self.name, dead_letter.id,
+                 dead_letter.first_seq, dead_letter.last_seq)

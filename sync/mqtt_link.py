@@ -1,0 +1,217 @@
+"""One paho-mqtt client kept connected: connect with backoff and jitter, PUBACKs handed to asyncio.
+
+paho's network loop runs in its own thread only while a connection is up (`loop_start`); every callback
+goes back to the event loop with `call_soon_threadsafe`. Messages published and not PUBACKed when a
+connection drops stay in paho's session and are sent again, in order, right after the next CONNACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from sync.defaults import MQTT_CONNECT_TIMEOUT, MQTT_STATUS_OFFLINE, MQTT_STATUS_ONLINE
+from sync.mqtt_config import MqttSinkConfig
+from sync.outage import OutageLog
+from sync.pacing import Backoff
+from sync.tls import ssl_context
+
+log = logging.getLogger("edge.sync")
+
+AckHandler = Callable[[int, int, str], None]  # (mid, reason code value, reason text), on the event loop
+
+
+class ConnectFailed(Exception):
+    """A connection attempt failed; the message says why in a user's words."""
+
+
+def describe_error(e: BaseException) -> str:
+    """A clear one-line reason for a failed connect."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return (f"TLS certificate verification failed: {e.verify_message or e} "
+                "(is ca_file the CA that signed the broker's certificate, and does the url's host match it?)")
+    if isinstance(e, ssl.SSLError):
+        return f"TLS handshake failed: {e.reason or e} (a client certificate may be required or refused)"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused (is the broker running and listening on this port?)"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return f"{type(e).__name__}: {e}"
+
+
+class MqttLink:
+    """The connection of one MQTT sink. `maintain()` runs until cancelled; `publish()` while `connected`."""
+
+    def __init__(self, config: MqttSinkConfig, *, edge_id: str, outage: OutageLog, on_ack: AckHandler,
+                 on_state: Callable[[bool], None]) -> None:
+        self.config = config
+        self.outage = outage
+        self.on_ack = on_ack
+        self.on_state = on_state
+        self.connected = False
+        self.attempts = 0  # failed connects and lost connections
+        self.receive_maximum = 65535  # what the broker accepts in flight (MQTT 5 CONNACK)
+        self.status_topic = config.status_topic.replace("{edge}", edge_id) if config.status_topic else ""
+        self._loop = asyncio.get_running_loop()
+        self._connack: asyncio.Future[None] | None = None
+        self._lost = asyncio.Event()
+        self._up = asyncio.Event()
+        self._stopping = False
+        v5 = config.protocol == "5"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.client_id or f"edge-{edge_id}-{config.name}",
+            clean_session=None if v5 else True,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        c = self.client
+        c.connect_timeout = MQTT_CONNECT_TIMEOUT
+        c.max_inflight_messages_set(config.inflight)
+        c.max_queued_messages_set(0)
+        if config.username is not None:
+            c.username_pw_set(config.username, config.password)
+        if config.tls:
+            c.tls_set_context(ssl_context(config, config.name))
+            if config.insecure_skip_verify:
+                c.tls_insecure_set(True)
+        if self.status_topic:
+            c.will_set(self.status_topic, MQTT_STATUS_OFFLINE, qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        self.backoff = Backoff(config.reconnect_min, config.reconnect_max)
+
+    @property
+    def where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    # -- paho thread → event loop ---------------------------------------------------------------------
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: we are shutting down
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                    properties: Properties | None) -> None:
+        receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
+        self._post(self._connack_received, not reason.is_failure, str(reason), receive_max)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                       properties: Properties | None) -> None:
+        self._post(self._connection_lost, str(reason))
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
+                    properties: Properties | None) -> None:
+        self._post(self.on_ack, mid, reason.value, str(reason))
+
+    # -- event loop side ------------------------------------------------------------------------------
+
+    def _connack_received(self, ok: bool, reason: str, receive_max: int | None) -> None:
+        if receive_max:
+            self.receive_maximum = int(receive_max)
+        fut = self._connack
+        if fut is not None and not fut.done():
+            if ok:
+                fut.set_result(None)
+            else:
+                fut.set_exception(ConnectFailed(f"broker refused the connection: {reason}"))
+
+    def _connection_lost(self, reason: str) -> None:
+        fut = self._connack
+        if fut is not None and not fut.done():
+            fut.set_exception(ConnectFailed(f"connection closed before CONNACK: {reason}"))
+        self._lost.set()
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """Queue a QoS 1 publish; its mid (the PUBACK comes to on_ack)."""
+        return self.client.publish(topic, payload, qos=1, retain=retain).mid
+
+    async def maintain(self) -> None:
+        """Stay connected: reconnect after every failure or loss, with backoff and jitter."""
+        url = self.config.url
+        try:
+            while True:
+                try:
+                    await self._connect_once()
+                except ConnectFailed as e:
+                    self.attempts += 1
+                    self.outage.failed(f"connect to {url}", str(e))
+                    await asyncio.sleep(self.backoff.next())
+                    continue
+                self.backoff.reset()
+                if self.outage.failures:
+                    self.outage.recovered(f"connection to {url}")
+                else:
+                    log.info("sink %s: connected to %s", self.config.name, url)
+                self.connected = True
+                self._up.set()
+                self.on_state(True)
+                if self.status_topic:
+                    self.publish(self.status_topic, MQTT_STATUS_ONLINE.encode(), retain=True)
+                await self._lost.wait()
+                self.connected = False
+                self._up.clear()
+                self.on_state(False)
+                self.attempts += 1
+                self.outage.failed(f"connection to {url}", "connection lost")
+                await self._loop.run_in_executor(None, self.client.loop_stop)
+                await asyncio.sleep(self.backoff.next())
+        finally:
+            self.connected = False
+            self._up.clear()
+
+    async def _connect_once(self) -> None:
+        self._lost = asyncio.Event()
+        self._connack = self._loop.create_future()
+        c = self.config
+        try:
+            await self._loop.run_in_executor(None, self._connect_blocking)
+        except (OSError, ValueError) as e:
+            raise ConnectFailed(describe_error(e)) from e
+        try:
+            await asyncio.wait_for(self._connack, MQTT_CONNECT_TIMEOUT)
+        except TimeoutError:
+            await self._loop.run_in_executor(None, self._drop)
+            raise ConnectFailed(f"no CONNACK from {self.where} within {MQTT_CONNECT_TIMEOUT} s") from None
+        except ConnectFailed:
+            await self._loop.run_in_executor(None, self._drop)
+            raise
+        if c.tls and c.insecure_skip_verify:
+            log.warning("sink %s: connected to %s WITHOUT verifying its certificate", c.name, c.url)
+
+    def _connect_blocking(self) -> None:
+        """TCP (+TLS) connect and CONNECT sent; then the network thread reads the CONNACK."""
+        c = self.config
+        self.client.connect(c.host, c.port, keepalive=int(c.keepalive), clean_start=True
+                            if c.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY)
+        self.client.loop_start()
+
+    def _drop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        self.client.loop_stop()
+
+    async def close(self, status: bool = True) -> None:
+        """Publish the retained "offline" status (when connected), disconnect and stop the network thread."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.connected and status and self.status_topic:
+            info = self.client.publish(self.status_topic, MQTT_STATUS_OFFLINE, qos=1, retain=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._loop.run_in_executor(None, info.wait_for_publish, 1.0), 2.0)
+        await self._loop.run_in_executor(None, self._drop)
+        self.connected = False

@@ -1,0 +1,121 @@
+"""The in-flight window: messages sent and not yet durable in the cursor, and the acked prefix of seqs.
+
+A message is a batch of readings (not necessarily contiguous seqs when grouped per device). The cursor may
+move to seq C only when every reading <= C was acked, skipped (filter) or expired; the window works that
+out as "just below the first seq of the oldest unacked message", or everything taken so far when all are
+acked. A message leaves the window only once the cursor covering it is durable, so after a crash at most
+`limit` messages are sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class OutMessage:
+    """One message to deliver: its readings' seq range and count, and the encoded payload."""
+
+    first_seq: int  # lowest seq it carries
+    last_seq: int  # highest seq it carries
+    count: int
+    payload: bytes
+    oldest_ts: float  # the oldest reading's timestamp (for the oldest-unsent age)
+    device: str | None = None  # set when the topic is per device
+    acked: bool = False
+    sent_at: float = 0.0
+    attempts: int = field(default=0)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.first_seq}-{self.last_seq}"
+
+
+class AckWindow:
+    """Bounded window of OutMessages in first_seq order, with the contiguous acked prefix."""
+
+    def __init__(self, limit: int, cursor: int) -> None:
+        self.limit = limit
+        self.messages: deque[OutMessage] = deque()
+        self.taken = cursor  # highest seq taken from the store: sent, skipped or expired
+        self.durable = cursor  # highest seq the store's cursor durably holds
+        self._space = asyncio.Event()
+        self._space.set()
+        self._dirty = asyncio.Event()  # the cursor may move (one consumer: the cursor writer)
+        self._waiters: list[asyncio.Future[None]] = []  # anyone waiting for any change
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - len(self.messages))
+
+    @property
+    def unacked(self) -> int:
+        return sum(1 for m in self.messages if not m.acked)
+
+    def add(self, message: OutMessage) -> None:
+        """Record a message about to be sent (messages must be added in first_seq order)."""
+        self.messages.append(message)
+        self.taken = max(self.taken, message.last_seq)
+        if len(self.messages) >= self.limit:
+            self._space.clear()
+
+    def skip_to(self, seq: int) -> None:
+        """Everything up to seq was taken (read, and sent, skipped or expired)."""
+        if seq > self.taken:
+            self.taken = seq
+            self._notify()
+
+    def ack(self, message: OutMessage) -> None:
+        message.acked = True
+        self._notify()
+
+    def _notify(self) -> None:
+        self._dirty.set()
+        for w in self._waiters:
+            if not w.done():
+                w.set_result(None)
+        self._waiters.clear()
+
+    def ackable(self) -> int:
+        """The highest seq the cursor may move to: below the oldest unacked message, else all taken."""
+        for m in self.messages:
+            if not m.acked:
+                return m.first_seq - 1
+        return self.taken
+
+    def made_durable(self, seq: int) -> None:
+        """The store now durably holds cursor = seq: messages wholly covered leave the window."""
+        self.durable = max(self.durable, seq)
+        if any(m.acked and m.last_seq <= self.durable for m in self.messages):
+            self.messages = deque(m for m in self.messages if not (m.acked and m.last_seq <= self.durable))
+        if len(self.messages) < self.limit:
+            self._space.set()
+        self._notify()
+
+    def oldest_unacked_ts(self) -> float | None:
+        return min((m.oldest_ts for m in self.messages if not m.acked), default=None)
+
+    async def wait_space(self) -> None:
+        await self._space.wait()
+
+    async def wait_dirty(self) -> None:
+        """Until an ack or a skip happened since the last call (for the one task writing the cursor)."""
+        await self._dirty.wait()
+        self._dirty.clear()
+
+    async def wait_changed_or(self, timeout: float) -> None:
+        """Until the next ack, skip or durable cursor write, or the timeout."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, max(0.0, timeout))
+        except TimeoutError:
+            pass
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)

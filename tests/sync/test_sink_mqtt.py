@@ -1,0 +1,158 @@
+"""The MQTT sink against a real mosquitto: payload, topics, window, cursor, status, filters, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sink_helpers import EDGE, SinkRunner, eventually, fill
+from sink_peers import Broker, Subscriber, check_order
+
+from edge.store import Store
+from sync.mqtt import MqttSink
+from sync.mqtt_config import MqttSinkConfig
+from sync.registry import create_sink
+
+
+def mqtt_sink(store: Store, tmp_path: Path, port: int, **keys: Any) -> MqttSink:
+    cfg = MqttSinkConfig(name=keys.pop("name", "cloud"), type="mqtt", url=f"mqtt://127.0.0.1:{port}", **keys)
+    sink = create_sink(cfg, edge_id=EDGE, store=store, data_dir=str(tmp_path))
+    assert isinstance(sink, MqttSink)
+    return sink
+
+
+async def test_backlog_arrives_in_order_with_the_contract_payload(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 2000)
+    sink = mqtt_sink(store, tmp_path, broker.port, batch_max=100)
+    runner.start(sink)
+    assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 10)
+    topic, first = subscriber.messages[0]
+    assert topic == f"edge/{EDGE}/readings"
+    assert first["edge"] == EDGE
+    assert first["readings"][0] == {"seq": seqs[0], "device": "plc1", "point": "temperature",
+                                     "ts": first["readings"][0]["ts"], "value": 0.0, "unit": "degC",
+                                     "quality": "good"}
+    assert all(len(m["readings"]) <= 100 for _, m in subscriber.messages)
+    assert subscriber.seqs() == seqs  # one connection, no outage: exactly once, in order
+    await eventually(lambda: store.cursor_sync("cloud") == seqs[-1])
+    stats = sink.stats()
+    assert stats["connected"] is True and stats["sent"] == 2000 and stats["backlog_readings"] == 0
+    assert stats["last_ack"] is not None and stats["send_rate"] > 0
+    assert subscriber.status[f"edge/{EDGE}/status"] == b"online"
+
+
+async def test_per_device_topics_hold_one_device_each(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 900, devices=("plc1", "plc2", "plc3"))
+    runner.start(mqtt_sink(store, tmp_path, broker.port, topic="plant/{edge}/{device}", batch_max=50,
+                           protocol="3.1.1"))
+    assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 10)
+    for topic, message in subscriber.messages:
+        devices = {r["device"] for r in message["readings"]}
+        assert devices == {topic.rsplit("/", 1)[1]} and topic.startswith(f"plant/{EDGE}/")
+        assert len(message["readings"]) <= 50
+    assert not check_order(subscriber.readings())
+
+
+async def test_live_readings_flow_and_cursor_follows(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    sink = mqtt_sink(store, tmp_path, broker.port)
+    runner.start(sink)
+    await eventually(lambda: sink.connected)
+    sent: list[int] = []
+    for _ in range(10):
+        sent += await fill(store, 7)
+        await asyncio.sleep(0.02)
+    assert not await asyncio.to_thread(subscriber.wait_for, set(sent), 5)
+    await eventually(lambda: store.cursor_sync("cloud") == sent[-1])
+
+
+async def test_filter_skips_but_cursor_moves_past(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 400, devices=("plc1", "plc2"))
+    runner.start(mqtt_sink(store, tmp_path, broker.port, filter=["plc2/*"]))
+    wanted = seqs[1::2]
+    assert not await asyncio.to_thread(subscriber.wait_for, set(wanted), 10)
+    await eventually(lambda: store.cursor_sync("cloud") == seqs[-1])
+    assert set(subscriber.seqs()) == set(wanted)
+
+
+async def test_max_age_expires_old_readings(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    old = await fill(store, 300, ts=time.time() - 3600)
+    new = await fill(store, 200)
+    sink = mqtt_sink(store, tmp_path, broker.port, max_age="10m")
+    runner.start(sink)
+    assert not await asyncio.to_thread(subscriber.wait_for, set(new), 10)
+    await eventually(lambda: store.cursor_sync("cloud") == new[-1])
+    assert not set(subscriber.seqs()) & set(old)
+    assert sink.stats()["expired"] == 300
+    await eventually(lambda: store.stats_sync()["counters"].get("sink.cloud.expired") == 300)
+
+
+async def test_max_rate_paces_sending(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 600)
+    runner.start(mqtt_sink(store, tmp_path, broker.port, max_rate=400, batch_max=50))
+    t0 = time.monotonic()
+    assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 10)
+    took = time.monotonic() - t0
+    # 400 readings pass at once (one second's burst), the other 200 at 400/s
+    assert 0.35 < took < 2.5, took
+
+
+async def test_max_bytes_per_s_paces_sending(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 300)
+    runner.start(mqtt_sink(store, tmp_path, broker.port, max_bytes_per_s="20kB", batch_max=50))
+    t0 = time.monotonic()
+    assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 15)
+    took = time.monotonic() - t0  # ~300 × 120 B = 36 kB: one burst of 20 kB, then 20 kB/s
+    assert 0.5 < took < 4, took
+
+
+async def test_resumes_after_restart_from_its_cursor(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    first = await fill(store, 100)
+    sink = mqtt_sink(store, tmp_path, broker.port)
+    runner.start(sink)
+    assert not await asyncio.to_thread(subscriber.wait_for, set(first), 5)
+    await eventually(lambda: store.cursor_sync("cloud") == first[-1])
+    await runner.stop(sink)
+    assert subscriber.status[f"edge/{EDGE}/status"] == b"offline"
+    second = await fill(store, 100)
+    runner.start(mqtt_sink(store, tmp_path, broker.port))
+    assert not await asyncio.to_thread(subscriber.wait_for, set(second), 5)
+    assert subscriber.seqs() == first + second
+
+
+async def test_username_password_reach_the_broker(store: Store, tmp_path: Path, runner: SinkRunner) -> None:
+    b = Broker(tmp_path / "auth")
+    pw = tmp_path / "passwd"
+    pw.write_text("")
+    import subprocess
+
+    subprocess.run(["mosquitto_passwd", "-b", str(pw), "edge", "s3cret"], check=True)
+    base = b.config
+    b.config = lambda: base().replace("allow_anonymous true", f"allow_anonymous false\npassword_file {pw}")  # type: ignore[method-assign]
+    b.start()
+    try:
+        bad = mqtt_sink(store, tmp_path, b.port, name="bad", username="edge", password="wrong")
+        runner.start(bad)
+        await eventually(lambda: bad.stats()["last_error"], timeout=5)
+        assert "refused" in bad.stats()["last_error"] and not bad.connected
+        good = mqtt_sink(store, tmp_path, b.port, name="good", username="edge", password="s3cret")
+        runner.start(good)
+        await eventually(lambda: good.connected, timeout=5)
+    finally:
+        await runner.stop(bad)
+        b.stop()
+
+
+def test_qos0_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least once"):
+        MqttSinkConfig(name="c", type="mqtt", url="mqtt://h", qos=0)
