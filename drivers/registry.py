@@ -16,6 +16,8 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "simulator": ("drivers.simulator.config:SimulatorDevice", "drivers.simulator.driver:SimulatorDriver"),
     "modbus-tcp": ("drivers.modbus.config:ModbusTcpDevice", "drivers.modbus.driver:ModbusDriver"),
     "modbus-rtu": ("drivers.modbus.config:ModbusRtuDevice", "drivers.modbus.driver:ModbusDriver"),
+    # the DriverClass is the default; OpcuaDevice.driver_class picks poll or subscribe by mode
+    "opcua": ("drivers.opcua.config:OpcuaDevice", "drivers.opcua.driver:OpcuaSubscribeDriver"),
 }
 
 
@@ -30,6 +32,10 @@ def config_models() -> list[type[DeviceConfig]]:
 
 
 def create_driver(config: DeviceConfig) -> Driver:
-    """A driver instance for a validated device config."""
-    cls: type[Driver] = _load(DRIVERS[config.driver][1])
+    """A driver instance for a validated device config.
+
+    A config model may name its Driver class itself (a `driver_class` attribute, "module:Class"), for
+    drivers whose class depends on the config, e.g. a push and a poll class behind one driver name.
+    """
+    cls: type[Driver] = _load(getattr(config, "driver_class", None) or DRIVERS[config.driver][1])
     return cls(config)

@@ -1,0 +1,247 @@
+"""OPC-UA drivers: `OpcuaSubscribeDriver` (push, monitored items) and `OpcuaPollDriver` (one Read per cycle).
+
+Both keep one DeviceSession; on any loss they close it, back off and open a fresh one (node ids resolved
+again). The subscribe driver also rebuilds a subscription that stays silent past its keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, cast
+
+from asyncua import ua
+
+from drivers.base import DEGRADED, DeviceConfig, Driver, Publish, WriteError
+from drivers.opcua.config import OpcuaDevice, OpcuaPoint
+from drivers.opcua.session import Backoff, DeviceSession, SessionLost
+from drivers.opcua.subscription import SubscriptionFeed
+from drivers.opcua.values import ReadingMaker, plain_value, status_name
+from drivers.opcua.writing import to_variant
+from edge.reading import Reading
+
+log = logging.getLogger(__name__)
+
+WATCH_TICK = 0.25
+"""How often the subscribe loop checks the session and the subscription when no data arrives."""
+PUBLISH_BATCH_MAX = 5000
+"""Readings handed to the pipeline in one publish() call at most."""
+
+
+class _OpcuaDriver(Driver):
+    """What both modes share: the session, point lookup, reading conversion and writes."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        super().__init__(config)
+        self.device = cast(OpcuaDevice, config)
+        self.session = DeviceSession(self.device, self.status)
+        self.backoff = Backoff(self.device.reconnect_max)
+        self.maker = ReadingMaker(self.device)
+        self.points: dict[str, OpcuaPoint] = {p.name: p for p in self.device.point}
+        self._failures = 0  # consecutive failed connects: the first is logged loudly, repeats quietly
+
+    def _log_failure(self, what: str, error: BaseException | str) -> None:
+        self._failures += 1
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        log.log(level, "opcua %s: %s: %s", self.name, what, error)
+
+    def _unresolved(self, ts: float) -> list[Reading]:
+        return [
+            Reading.bad(self.name, name, err, ts, self.points[name].unit)
+            for name, err in self.session.points.errors.items()
+        ]
+
+    async def _open(self) -> None:
+        await self.session.open()
+        self.backoff.succeeded()
+        self._failures = 0
+        self.status.last_error = None
+        if self.session.points.errors:
+            self.status.state = DEGRADED
+
+    async def write(self, point: str, value: Any) -> Any:
+        """Write an engineering value (scale/offset undone), then read it back; raises WriteError."""
+        cfg = cast(OpcuaPoint, self.point_config(point))
+        if not cfg.writable:
+            raise WriteError(f"point {point!r} of device {self.name!r} is not writable")
+        client = self.session.client
+        if client is None or not self.session.healthy:
+            raise WriteError(
+                f"device {self.name!r} is not connected: {self.status.last_error or 'no session'}"
+            )
+        node_id = self.session.points.node_ids.get(point)
+        if node_id is None:
+            raise WriteError(self.session.points.errors.get(point, f"point {point!r} has no node id"))
+        raw = _to_raw(value, cfg)
+        try:
+            current = (await client.uaclient.read(_read_params([node_id])))[0]
+            if current.Value is None or current.Value.VariantType == ua.VariantType.Null:
+                raise WriteError(
+                    f"point {point!r}: cannot tell the node's data type ({status_name(current.StatusCode)})"
+                )
+            variant = to_variant(raw, current.Value.VariantType, bool(current.Value.is_array))
+            params = ua.WriteParameters()
+            wv = ua.WriteValue()
+            wv.NodeId = node_id
+            wv.AttributeId = ua.AttributeIds.Value
+            wv.Value = ua.DataValue(variant)
+            params.NodesToWrite = [wv]
+            result = (await client.uaclient.write(params))[0]
+            if not result.is_good():
+                raise WriteError(f"point {point!r}: server refused the write: {status_name(result)}")
+            back = (await client.uaclient.read(_read_params([node_id])))[0]
+        except (ValueError, TypeError) as e:
+            raise WriteError(f"point {point!r}: {e}") from e
+        except (ConnectionError, TimeoutError, ua.UaError) as e:
+            raise WriteError(f"point {point!r}: {e!r}") from e
+        reading = self.maker.reading(cfg, back)
+        if reading.value is None:
+            raise WriteError(f"point {point!r}: read back failed: {reading.error}")
+        return _from_raw(reading.value, cfg)
+
+    async def stop(self) -> None:
+        await self.session.close()
+
+
+class OpcuaPollDriver(_OpcuaDriver):
+    """Poll mode: every interval one Read request for all points; reconnects between polls when needed."""
+
+    async def poll(self) -> list[Reading]:
+        if not self.session.healthy:
+            if self.session.client is not None:
+                reason = self.session.lost_reason or "connection lost"
+                self.session.set_down(reason)
+                await self.session.close()
+            if not self.backoff.due():
+                return self.bad_cycle(self.status.last_error or "not connected")
+            try:
+                await self._open()
+            except Exception as e:
+                self.backoff.failed()
+                self._log_failure("connect failed", e)
+                self.session.set_down(_describe(e))
+                return self.bad_cycle(_describe(e))
+        return await self._read_all()
+
+    async def _read_all(self) -> list[Reading]:
+        client = self.session.client
+        assert client is not None
+        names = list(self.session.points.node_ids)
+        local = time.time()
+        readings = self._unresolved(local)
+        if not names:
+            return readings
+        try:
+            values = await client.uaclient.read(_read_params(list(self.session.points.node_ids.values())))
+        except Exception as e:
+            error = f"read failed: {_describe(e)}"
+            self._log_failure("read failed", e)
+            self.session.mark_lost(error)
+            self.session.set_down(error)
+            await self.session.close()
+            self.backoff.failed()
+            return self.bad_cycle(error)
+        local = time.time()
+        readings.extend(
+            self.maker.reading(self.points[n], dv, local) for n, dv in zip(names, values, strict=False)
+        )
+        return readings
+
+
+class OpcuaSubscribeDriver(_OpcuaDriver):
+    """Subscribe mode: one subscription (publishing interval = `interval`) with a monitored item per point."""
+
+    push = True
+
+    async def run(self, publish: Publish) -> None:
+        """Connect, subscribe, deliver until cancelled; recover from whatever the server or network does."""
+        reported_down = False
+        try:
+            while True:
+                try:
+                    await self._open()
+                except Exception as e:
+                    error = _describe(e)
+                    self._log_failure("connect failed", e)
+                    self.session.set_down(error)
+                    if not reported_down:
+                        await publish(self.bad_cycle(error))
+                        reported_down = True
+                    await asyncio.sleep(self.backoff.failed())
+                    continue
+                reported_down = False
+                feed = SubscriptionFeed(self.device, self.session, self.maker, self.status)
+                try:
+                    first = await feed.start()
+                    first.extend(self._unresolved(time.time()))
+                    if first:
+                        await publish(first)
+                    await self._pump(feed, publish)
+                except Exception as e:  # session trouble of any kind: report, close, reconnect
+                    error = _describe(e)
+                    self._log_failure("session lost", e)
+                    self.session.set_down(error)
+                    await publish(self.bad_cycle(error))
+                    reported_down = True
+                finally:
+                    await self.session.close()
+                await asyncio.sleep(self.backoff.failed())
+        finally:
+            await self.session.close()
+
+    async def _pump(self, feed: SubscriptionFeed, publish: Publish) -> None:
+        """Move notifications to the pipeline; watch the session and the subscription's liveness."""
+        while True:
+            batch = await feed.next_batch(WATCH_TICK, PUBLISH_BATCH_MAX)
+            if batch:
+                self.status.polls += 1
+                self.status.last_poll = time.time()
+                await publish(batch)
+            self.session.check()
+            if feed.silent():
+                await feed.rebuild()
+
+
+def _read_params(node_ids: list[ua.NodeId]) -> ua.ReadParameters:
+    params = ua.ReadParameters()
+    params.TimestampsToReturn = ua.TimestampsToReturn.Both
+    for nid in node_ids:
+        rv = ua.ReadValueId()
+        rv.NodeId = nid
+        rv.AttributeId = ua.AttributeIds.Value
+        params.NodesToRead.append(rv)
+    return params
+
+
+def _to_raw(value: Any, point: OpcuaPoint) -> Any:
+    if (
+        (point.scale, point.offset) == (1.0, 0.0)
+        or isinstance(value, bool)
+        or not isinstance(value, int | float)
+    ):
+        return value
+    return (value - point.offset) / point.scale
+
+
+def _from_raw(value: Any, point: OpcuaPoint) -> Any:
+    if (
+        (point.scale, point.offset) == (1.0, 0.0)
+        or isinstance(value, bool)
+        or not isinstance(value, int | float)
+    ):
+        return value
+    return value * point.scale + point.offset
+
+
+def _describe(e: BaseException) -> str:
+    """A one-line error for readings and status: the status name for OPC-UA errors, else the message."""
+    if isinstance(e, ua.UaStatusCodeError):
+        return f"{status_name(e.code)}: {e}"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    text = str(e) or type(e).__name__
+    return text if isinstance(e, SessionLost | WriteError) else f"{type(e).__name__}: {text}"
+
+
+__all__ = ["OpcuaPollDriver", "OpcuaSubscribeDriver", "plain_value"]

@@ -1,0 +1,154 @@
+"""The one session a device holds with its server: open (secured, nodes resolved), watch, close, reopen.
+
+Recovery is ours, not asyncua's: the client runs with `auto_reconnect=False`, its supervisor only reports a
+lost connection (socket closed or the periodic server-state probe failing) through `lost`. Whoever owns the
+DeviceSession then closes it and opens a fresh one after `Backoff`, so there is never more than one session
+per device, and node ids and subscriptions are rebuilt against whatever server came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from asyncua import Client
+from asyncua.client.ua_client import UaClientState
+
+from drivers.base import DOWN, UP, DeviceStatus
+from drivers.opcua.config import OpcuaDevice
+from drivers.opcua.nodes import ResolvedPoints, resolve
+from drivers.opcua.security import secure
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+"""Whole connect sequence (endpoints, channel, session, activation, node resolution) at most this long."""
+CLOSE_TIMEOUT = 2.0
+"""CloseSession on a live channel at most this long; a dead channel is dropped at once."""
+RECONNECT_INITIAL = 0.5
+"""First reconnect delay; doubles per failed attempt up to the device's `reconnect_max`."""
+
+
+class SessionLost(Exception):
+    """The session is gone (server stopped, network cut, probe failed); reopen it."""
+
+
+class Backoff:
+    """Exponential reconnect delay: RECONNECT_INITIAL doubling to `maximum`; reset after a success."""
+
+    def __init__(self, maximum: float) -> None:
+        self.maximum = maximum
+        self.delay = RECONNECT_INITIAL
+        self.not_before = 0.0  # monotonic time before which no attempt is made
+
+    def failed(self) -> float:
+        """Record a failed attempt; returns the delay until the next one."""
+        delay = self.delay
+        self.not_before = time.monotonic() + delay
+        self.delay = min(self.delay * 2, self.maximum)
+        return delay
+
+    def succeeded(self) -> None:
+        self.delay = RECONNECT_INITIAL
+        self.not_before = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.not_before
+
+
+class DeviceSession:
+    """Owns at most one asyncua Client (and so one server session) for one device."""
+
+    def __init__(self, device: OpcuaDevice, status: DeviceStatus) -> None:
+        self.device = device
+        self.status = status
+        self.client: Client | None = None
+        self.points = ResolvedPoints()
+        self.lost = asyncio.Event()
+        self.lost_reason: str | None = None
+        self.opened = 0  # sessions opened so far (the first is not a reconnect)
+        self._lock = asyncio.Lock()
+
+    @property
+    def healthy(self) -> bool:
+        """Connected, and nothing has reported a loss since."""
+        return (
+            self.client is not None
+            and not self.lost.is_set()
+            and self.client.uaclient.state is UaClientState.CONNECTED
+        )
+
+    async def open(self) -> Client:
+        """Close any previous session, then connect, secure, activate and resolve the points."""
+        async with self._lock:
+            await self._close()
+            client = Client(
+                self.device.url,
+                timeout=self.device.timeout,
+                watchdog_intervall=self.device.watchdog_interval,
+                auto_reconnect=False,
+            )
+            client.session_timeout = int(self.device.session_timeout * 1000)
+            client.connection_lost_callback = self._on_lost
+            self.lost = asyncio.Event()
+            self.lost_reason = None
+            self.client = client
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await secure(client, self.device)
+                    await client.connect()
+                    self.points = await resolve(client, self.device.point)
+            except BaseException:
+                await self._close()
+                raise
+            self.opened += 1
+            if self.opened > 1:
+                self.status.reconnects += 1
+            self.status.state = UP
+            self.status.extra["session"] = "connected"
+            log.info(
+                "opcua %s: session open to %s (%s)", self.device.name, self.device.url, self.device.security
+            )
+            return client
+
+    async def _on_lost(self, exc: Exception) -> None:
+        self.mark_lost(f"connection lost: {exc!r}")
+
+    def mark_lost(self, reason: str) -> None:
+        """Report the session as unusable; the owner closes and reopens it."""
+        if not self.lost.is_set():
+            self.lost_reason = reason
+            self.lost.set()
+
+    def check(self) -> None:
+        """Raise SessionLost when the session is no longer usable."""
+        if self.client is None:
+            raise SessionLost("not connected")
+        if self.lost.is_set():
+            raise SessionLost(self.lost_reason or "connection lost")
+        if self.client.uaclient.state is not UaClientState.CONNECTED:
+            raise SessionLost(f"connection {self.client.uaclient.state.value}")
+
+    async def close(self) -> None:
+        """CloseSession (bounded by CLOSE_TIMEOUT) and drop the socket; safe to call repeatedly."""
+        async with self._lock:
+            await self._close()
+
+    async def _close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        self.status.extra["session"] = "closed"
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await client.disconnect()
+        except (Exception, TimeoutError):
+            log.debug("opcua %s: close was not clean", self.device.name, exc_info=True)
+        finally:
+            client.disconnect_socket()
+
+    def set_down(self, error: str) -> None:
+        self.status.state = DOWN
+        self.status.last_error = error
+        self.status.extra["session"] = "down"

@@ -1,0 +1,110 @@
+"""OPC-UA DataValues to readings: value types, status code → quality, which timestamp is kept."""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import ua
+
+from drivers.opcua.config import OpcuaDevice, OpcuaPoint
+from edge.reading import BAD, GOOD, UNCERTAIN, Reading, format_ts
+
+_SEVERITY_MASK = 0xC0000000
+_SEVERITY_UNCERTAIN = 0x40000000
+
+
+def status_name(code: ua.StatusCode | int | None) -> str:
+    """The symbolic name of a status code, e.g. 'BadNodeIdUnknown' (a missing code is Good)."""
+    if code is None:
+        return "Good"
+    value = code.value if isinstance(code, ua.StatusCode) else int(code)
+    name, _ = ua.status_codes.get_name_and_doc(value & 0xFFFF0000)
+    return name if name not in ("Good", "Uncertain", "Bad") or value == 0 else f"{name} (0x{value:08X})"
+
+
+def quality_of(code: ua.StatusCode | None) -> str:
+    """Good/Uncertain/Bad from the two severity bits of a status code (a missing code is Good)."""
+    if code is None:
+        return GOOD
+    severity = code.value & _SEVERITY_MASK
+    if severity == 0:
+        return GOOD
+    if severity == _SEVERITY_UNCERTAIN:
+        return UNCERTAIN
+    return BAD
+
+
+def plain_value(value: Any) -> Any:
+    """A JSON-ready value: numbers, bool, str; datetimes as RFC 3339; arrays as lists."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime):
+        return format_ts(_epoch(value))
+    if isinstance(value, list | tuple):
+        return [plain_value(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, ua.LocalizedText):
+        return value.Text
+    if isinstance(value, ua.QualifiedName):
+        return f"{value.NamespaceIndex}:{value.Name}"
+    if isinstance(value, ua.NodeId):
+        return value.to_string()
+    if isinstance(value, ua.StatusCode):
+        return status_name(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+def _epoch(dt: datetime) -> float:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+class ReadingMaker:
+    """Turns DataValues of one device's points into readings, per the device's timestamp choice."""
+
+    def __init__(self, device: OpcuaDevice) -> None:
+        self.device = device.name
+        self._order = {
+            "source": ("source", device.timestamp_fallback),
+            "server": ("server", "local"),
+            "local": ("local",),
+        }[device.timestamp]
+
+    def timestamp(self, dv: ua.DataValue, local: float) -> float:
+        """The first available of the configured timestamps (local time is always available)."""
+        for which in self._order:
+            if which == "source" and dv.SourceTimestamp is not None:
+                return _epoch(dv.SourceTimestamp)
+            if which == "server" and dv.ServerTimestamp is not None:
+                return _epoch(dv.ServerTimestamp)
+        return local
+
+    def reading(self, point: OpcuaPoint, dv: ua.DataValue | None, local: float | None = None) -> Reading:
+        """One reading: Bad codes carry no value and the status name; Uncertain keeps the value."""
+        now = time.time() if local is None else local
+        if dv is None:
+            return Reading.bad(self.device, point.name, "no value returned", now, point.unit)
+        ts = self.timestamp(dv, now)
+        quality = quality_of(dv.StatusCode)
+        if quality == BAD:
+            return Reading.bad(self.device, point.name, status_name(dv.StatusCode), ts, point.unit)
+        raw = dv.Value.Value if dv.Value is not None else None
+        if raw is None:
+            return Reading.bad(self.device, point.name, "empty value (null variant)", ts, point.unit)
+        error = status_name(dv.StatusCode) if quality == UNCERTAIN else None
+        return Reading(self.device, point.name, plain_value(raw), ts, quality, error, point.unit)
