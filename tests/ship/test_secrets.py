@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -58,7 +59,7 @@ def test_modified_ciphertext_fails_clearly(tmp_path: Path) -> None:
 
 def test_resolve_secrets_replaces_references_and_names_the_missing(tmp_path: Path) -> None:
     SecretStore(tmp_path).set("mqtt", PLAIN)
-    config = {"edge": {"id": "a"}, "sink": [{"name": "cloud", "password": "secret:mqtt", "qos": 1}],
+    config: dict[str, Any] = {"edge": {"id": "a"}, "sink": [{"name": "cloud", "password": "secret:mqtt", "qos": 1}],
               "device": [{"name": "d", "tags": ["plain", "secret:mqtt"]}]}
     resolved = resolve_secrets(config, str(tmp_path))
     assert resolved["sink"][0]["password"] == PLAIN
