@@ -318,6 +318,7 @@ def _add_security_commands() -> None:
 
 
 _add_security_commands()
+cli.add_command(importlib.import_module("drivers.opcua.cli").opcua)  # `edge opcua trust|rejected|trusted`
 
 
 def main() -> None:

@@ -8,12 +8,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from drivers.base import DeviceConfig, PointConfig
+from drivers.opcua.paths import DEFAULT_PKI_DIR
 from edge.quantities import Duration
 
 SECURITY_POLICIES = ("Basic256Sha256", "Aes128_Sha256_RsaOaep")
 SECURITY_MODES = ("Sign", "SignAndEncrypt")
 
-DEFAULT_PKI_DIR = "pki/opcua"
 DEFAULT_KEEPALIVE_COUNT = 10
 """Publishing intervals without data after which the server sends a keep-alive."""
 DEFAULT_SESSION_TIMEOUT = 60.0

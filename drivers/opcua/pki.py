@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-DATA_DIR_ENV = "EDGE_DATA_DIR"
+from drivers.opcua.paths import resolve_pki_dir
+
 KEY_BITS = 2048
 CERT_VALIDITY = dt.timedelta(days=5 * 365)
 CERT_RENEW_BEFORE = dt.timedelta(days=30)
@@ -43,15 +44,6 @@ class UntrustedServerCertificate(Exception):
 def default_application_uri() -> str:
     """The appliance's OPC-UA application URI: urn:<hostname>:edge."""
     return f"urn:{socket.gethostname()}:edge"
-
-
-def resolve_pki_dir(pki_dir: str) -> Path:
-    """An absolute PKI folder: relative paths are against $EDGE_DATA_DIR, else the working directory."""
-    path = Path(pki_dir)
-    if path.is_absolute():
-        return path
-    base = os.environ.get(DATA_DIR_ENV)
-    return (Path(base) if base else Path.cwd()) / path
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -123,9 +115,9 @@ class Pki:
     def _own_cert_fits(self, application_uri: str) -> bool:
         try:
             cert = load_certificate(self.own_cert.read_bytes())
-            uris = cert.extensions.get_extension_for_class(
-                x509.SubjectAlternativeName
-            ).value.get_values_for_type(x509.UniformResourceIdentifier)
+            uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+                x509.UniformResourceIdentifier
+            )
         except (ValueError, x509.ExtensionNotFound):
             return False
         fresh = cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > CERT_RENEW_BEFORE
@@ -188,9 +180,7 @@ class Pki:
     def listed(self, folder: Path) -> list[CertificateInfo]:
         """The certificates in one of the folders."""
         return [
-            CertificateInfo(
-                path, c.subject.rfc4514_string(), fingerprint(c), c.not_valid_after_utc.isoformat()
-            )
+            CertificateInfo(path, c.subject.rfc4514_string(), fingerprint(c), c.not_valid_after_utc.isoformat())
             for path, c in self._certs_in(folder)
         ]
 
@@ -246,3 +236,6 @@ def make_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
+
+
+__all__ = ["CertificateInfo", "Pki", "UntrustedServerCertificate", "make_certificate", "resolve_pki_dir"]

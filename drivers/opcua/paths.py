@@ -1,0 +1,18 @@
+"""Where the OPC-UA driver keeps files: the PKI folder, resolved against the appliance's data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "EDGE_DATA_DIR"
+DEFAULT_PKI_DIR = "pki/opcua"
+
+
+def resolve_pki_dir(pki_dir: str | None = None) -> Path:
+    """An absolute PKI folder: relative paths are against $EDGE_DATA_DIR, else the working directory."""
+    path = Path(pki_dir or DEFAULT_PKI_DIR)
+    if path.is_absolute():
+        return path
+    base = os.environ.get(DATA_DIR_ENV)
+    return (Path(base) if base else Path.cwd()) / path
