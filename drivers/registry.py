@@ -18,6 +18,8 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "modbus-rtu": ("drivers.modbus.config:ModbusRtuDevice", "drivers.modbus.driver:ModbusDriver"),
     # the DriverClass is the default; OpcuaDevice.driver_class picks poll or subscribe by mode
     "opcua": ("drivers.opcua.config:OpcuaDevice", "drivers.opcua.driver:OpcuaSubscribeDriver"),
+    # BleDevice.driver_class picks advertisement (push), GATT notify (push) or GATT poll by mode
+    "ble": ("drivers.ble.config:BleDevice", "drivers.ble.driver:BleAdvertisementDriver"),
 }
 
 

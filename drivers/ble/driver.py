@@ -1,0 +1,391 @@
+"""BLE drivers: advertisement devices (push, shared scanner) and GATT devices (poll, or push with notifications).
+
+`BleDevice.driver_class` names the class for a device's mode; the registry uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Final, cast
+
+from drivers.base import DEGRADED, DOWN, UP, Driver, Publish, WriteError
+from drivers.ble.config import RSSI_FIELD, BleDevice, BlePoint
+from drivers.ble.errors import BleUnavailable, device_errors, explain
+from drivers.ble.fields import FieldError, Value, decode_field, encode_field
+from drivers.ble.gatt import Backoff, GattLink, LinkDown
+from drivers.ble.parsers import Advert, Decoded
+from drivers.ble.parsers.bthome import parse_bthome
+from drivers.ble.parsers.raw import RawField, parse_raw
+from drivers.ble.parsers.ruuvi import parse_ruuvi
+from drivers.ble.scanner import AdvertFilter, shared_scanner
+from edge.quantities import format_duration
+from edge.reading import GOOD, Reading
+
+log = logging.getLogger("edge.drivers.ble")
+
+ADVERT_QUEUE_SIZE: Final = 256  # adverts waiting for decoding per device; the oldest are dropped beyond it
+RSSI_UNIT: Final = "dBm"
+NUMERIC_TYPES: Final = frozenset(("int8", "uint8", "int16", "uint16", "int24", "uint24", "int32", "uint32",
+                                  "int64", "uint64", "float32", "float64"))
+
+
+def _points(config: BleDevice) -> list[BlePoint]:
+    return cast(list[BlePoint], config.point)
+
+
+# -- advertisement devices ------------------------------------------------------------------------------
+
+class BleAdvertisementDriver(Driver):
+    """A sensor that only advertises: decoded adverts in, readings out; `bad` "not seen" when it goes quiet."""
+
+    push = True
+
+    def __init__(self, config: BleDevice) -> None:
+        super().__init__(config)
+        self.ble = config
+        self.filter = AdvertFilter(config.address, config.match_name, config.match_service_uuid)
+        self._bindkey = bytes.fromhex(config.bindkey) if config.bindkey else None
+        self._raw_fields = [
+            RawField(p.name, p.source, p.type, p.byte_offset, p.byte_order, p.length, p.company_id, p.service_uuid)
+            for p in _points(config) if p.source is not None and p.type is not None
+        ]
+        self._queue: asyncio.Queue[Advert] = asyncio.Queue(ADVERT_QUEUE_SIZE)
+        self._last_key: Any = None
+        self._last_publish = 0.0
+        self._seen_names: list[str] = []
+
+    def decode(self, advert: Advert) -> Decoded | None:
+        """The advert decoded with this device's format (None: it carries none of that format's data)."""
+        if self.ble.format == "bthome":
+            return parse_bthome(advert, self._bindkey)
+        if self.ble.format == "ruuvi":
+            return parse_ruuvi(advert)
+        return parse_raw(advert, self._raw_fields)
+
+    def readings(self, advert: Advert, decoded: Decoded, ts: float) -> list[Reading]:
+        """One reading per configured point found in this advert (all decoded values when none are configured)."""
+        values = dict(decoded.values)
+        units = dict(decoded.units)
+        if advert.rssi is not None:
+            values[RSSI_FIELD] = advert.rssi
+            units[RSSI_FIELD] = RSSI_UNIT
+        out: list[Reading] = []
+        if not self.config.point:
+            for key, value in values.items():
+                out.append(Reading(self.name, key, value, ts, GOOD, None, units.get(key)))
+            self._seen_names = list(values)
+            return out
+        for p in _points(self.ble):
+            key = p.source_field
+            if key in values:
+                out.append(Reading(self.name, p.name, values[key], ts, GOOD, None, p.unit or units.get(key)))
+            elif decoded.error:
+                out.append(Reading.bad(self.name, p.name, decoded.error, ts, p.unit))
+        return out
+
+    def _on_advert(self, advert: Advert) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(advert)
+
+    def _bad(self, error: str) -> list[Reading]:
+        if self.config.point:
+            return self.bad_cycle(error)
+        ts = time.time()
+        return [Reading.bad(self.name, n, error, ts) for n in self._seen_names]
+
+    async def run(self, publish: Publish) -> None:
+        """Subscribe to the shared scanner and publish decoded adverts until cancelled; never raises for BLE trouble."""
+        retry = Backoff(self.ble.reconnect_delay)
+        while True:
+            try:
+                sub = await shared_scanner(self.ble.adapter).subscribe(self._on_advert, self.filter)
+            except BleUnavailable as e:
+                self._set(DOWN, str(e))
+                log.warning("ble: %s: %s", self.name, e)
+                await publish(self._bad(str(e)))
+                retry.failed()
+                await asyncio.sleep(retry.delay)
+                continue
+            retry.succeeded()
+            try:
+                await self._pump(publish)
+            finally:
+                await sub.close()
+
+    async def _pump(self, publish: Publish) -> None:
+        stale_after = self.ble.stale_after
+        last_seen = time.monotonic()
+        last_stale_report: float | None = None
+        heard = False
+        while True:
+            deadline = (last_stale_report or last_seen) + stale_after
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    advert = await self._queue.get()
+            except TimeoutError:
+                quiet = format_duration(round(time.monotonic() - last_seen, 1))
+                error = f"not seen for {quiet}" if heard else f"not seen since start ({quiet})"
+                self._set(DOWN, error)
+                await publish(self._bad(error))
+                last_stale_report = time.monotonic()
+                self._last_key = None
+                continue
+            last_seen, last_stale_report, heard = time.monotonic(), None, True
+            await self._handle(advert, publish)
+
+    async def _handle(self, advert: Advert, publish: Publish) -> None:
+        decoded = self.decode(advert)
+        self.status.extra["rssi"] = advert.rssi
+        if decoded is None:
+            return
+        key = (tuple(sorted(decoded.values.items())), decoded.error)
+        now = time.monotonic()
+        if key == self._last_key and now - self._last_publish < self.config.interval:
+            return  # a repeat of the same payload within the interval
+        self._last_key, self._last_publish = key, now
+        ts = time.time()
+        readings = self.readings(advert, decoded, ts)
+        if decoded.error:
+            self._set(DEGRADED, decoded.error)
+            self.status.poll_errors += 1
+        else:
+            self._set(UP, None)
+        self.status.polls += 1
+        self.status.last_poll = ts
+        if readings:
+            await publish(readings)
+
+    def _set(self, state: str, error: str | None) -> None:
+        self.status.state = state
+        if error is not None:
+            self.status.last_error = error
+
+
+# -- GATT devices ---------------------------------------------------------------------------------------
+
+def _engineering(p: BlePoint, raw: Value) -> Value:
+    if p.type in NUMERIC_TYPES and not isinstance(raw, bool | str):
+        return raw * p.scale + p.offset
+    return raw
+
+
+def _decode_point(p: BlePoint, data: bytes) -> Value:
+    assert p.type is not None
+    return decode_field(data, p.byte_offset, p.type, p.byte_order, p.length)
+
+
+class _GattDriver(Driver):
+    """What GATT poll and notify devices share: the link, reading points, writes."""
+
+    def __init__(self, config: BleDevice) -> None:
+        super().__init__(config)
+        self.ble = config
+        self.link = GattLink(config, on_lost=self._on_lost)
+        self._errors = device_errors()
+
+    def _on_lost(self) -> None:
+        self.status.state = DOWN
+        self.status.last_error = "disconnected"
+
+    async def _connect(self) -> None:
+        before = self.link.connects
+        await self.link.connect()
+        if self.link.connects > before:
+            if before > 0:
+                self.status.reconnects += 1
+            self.status.state = UP
+
+    async def _read(self, points: Iterable[BlePoint]) -> list[Reading]:
+        """Read each characteristic once and decode every point on it; failures become bad readings."""
+        ts = time.time()
+        raw: dict[str, bytes | str] = {}
+        out: list[Reading] = []
+        for p in points:
+            assert p.uuid is not None
+            if p.uuid not in raw:
+                try:
+                    raw[p.uuid] = await self.link.read(p.uuid)
+                except LinkDown as e:
+                    raw[p.uuid] = str(e)
+                except TimeoutError:
+                    raw[p.uuid] = f"read of {p.uuid} timed out after {format_duration(self.ble.timeout)}"
+                except self._errors as e:
+                    raw[p.uuid] = explain(e, self.ble.adapter)
+            out.append(self._reading(p, raw[p.uuid], ts))
+        bad = [r.error for r in out if r.error]
+        if bad:
+            self.status.state = DEGRADED if len(bad) < len(out) else DOWN
+            self.status.last_error = bad[0]
+        elif out:
+            self.status.state = UP
+        return out
+
+    def _reading(self, p: BlePoint, data: bytes | str, ts: float) -> Reading:
+        if isinstance(data, str):
+            return Reading.bad(self.name, p.name, data, ts, p.unit)
+        try:
+            return Reading(self.name, p.name, _decode_point(p, data), ts, GOOD, None, p.unit)
+        except FieldError as e:
+            return Reading.bad(self.name, p.name, f"{p.uuid}: {e}", ts, p.unit)
+
+    async def write(self, point: str, value: Any) -> Any:
+        """Write an engineering value (scale/offset undone) and return the engineering value read back."""
+        p = cast(BlePoint, self.point_config(point))
+        if not p.writable:
+            raise WriteError(f"point {point!r} of {self.name!r} is not writable (set writable = true)")
+        assert p.uuid is not None and p.type is not None
+        raw: Any = value
+        if p.type in NUMERIC_TYPES:
+            if isinstance(value, bool) or not isinstance(value, int | float) or p.scale == 0:
+                raise WriteError(f"point {point!r}: expected a number, found {value!r}")
+            raw = (value - p.offset) / p.scale
+        try:
+            encoded = encode_field(raw, p.type, p.byte_order, p.length)
+        except FieldError as e:
+            raise WriteError(f"point {point!r}: {e}") from e
+        async with self.link.lock:
+            try:
+                await self._connect()
+                back = await self._write_bytes(p, encoded)
+            except LinkDown as e:
+                raise WriteError(f"{self.name}: not connected: {e}") from e
+            except self._errors as e:
+                raise WriteError(f"{self.name}: write to {p.uuid} failed: {explain(e, self.ble.adapter)}") from e
+            finally:
+                await self._after_use()
+        return _engineering(p, back) if back is not None else value
+
+    async def _write_bytes(self, p: BlePoint, encoded: bytes) -> Value | None:
+        assert p.uuid is not None
+        data = encoded
+        if p.byte_offset:
+            current = await self.link.read(p.uuid)
+            current = current.ljust(p.byte_offset + len(encoded), b"\x00")
+            data = current[:p.byte_offset] + encoded + current[p.byte_offset + len(encoded):]
+        await self.link.write(p.uuid, data)
+        if "read" not in self.link.properties(p.uuid):
+            return None
+        try:
+            return _decode_point(p, await self.link.read(p.uuid))
+        except FieldError as e:
+            raise WriteError(f"point {p.name!r}: read-back: {e}") from e
+
+    async def _after_use(self) -> None:
+        """Hook: poll devices give their slot up here when others wait."""
+
+    async def stop(self) -> None:
+        await self.link.disconnect()
+
+
+class BleGattPollDriver(_GattDriver):
+    """A GATT device read on each poll; it keeps its connection unless other devices wait for a slot."""
+
+    async def poll(self) -> list[Reading]:
+        async with self.link.lock:
+            try:
+                await self._connect()
+            except LinkDown as e:
+                self.status.state = DOWN
+                self.status.last_error = str(e)
+                return self.bad_cycle(str(e))
+            try:
+                return await self._read(_points(self.ble))
+            finally:
+                await self._after_use()
+
+    async def _after_use(self) -> None:
+        if self.link.connected and self.link.slots.contended:
+            await self.link.disconnect()
+
+
+class BleGattNotifyDriver(_GattDriver):
+    """A GATT device that pushes: notify points are subscribed, the others read every `interval`."""
+
+    push = True
+
+    def __init__(self, config: BleDevice) -> None:
+        super().__init__(config)
+        self._events: asyncio.Queue[list[Reading] | None] = asyncio.Queue()
+
+    def _on_lost(self) -> None:
+        super()._on_lost()
+        self._events.put_nowait(None)
+
+    def _notified(self, uuid: str, data: bytes) -> None:
+        ts = time.time()
+        readings = [self._reading(p, data, ts) for p in _points(self.ble) if p.notify and p.uuid == uuid]
+        if readings:
+            self._events.put_nowait(readings)
+
+    async def run(self, publish: Publish) -> None:
+        """Connect, subscribe, publish; on loss publish bad readings and reconnect with backoff.
+
+        Never raises for BLE trouble."""
+        try:
+            while True:
+                await asyncio.sleep(self.link.backoff.wait_left())
+                try:
+                    async with self.link.lock:
+                        await self._connect()
+                        await self._subscribe()
+                except LinkDown as e:
+                    self.status.state = DOWN
+                    self.status.last_error = str(e)
+                    await publish(self.bad_cycle(str(e)))
+                    continue
+                except self._errors as e:
+                    error = explain(e, self.ble.adapter)
+                    self.status.state, self.status.last_error = DOWN, error
+                    await publish(self.bad_cycle(error))
+                    self.link.backoff.failed()
+                    await self.link.disconnect()
+                    continue
+                await self._session(publish)
+                await publish(self.bad_cycle(self.link.last_error or "disconnected"))
+        finally:
+            await self.link.disconnect()
+
+    async def _subscribe(self) -> None:
+        while not self._events.empty():
+            self._events.get_nowait()
+        for uuid in dict.fromkeys(p.uuid for p in _points(self.ble) if p.notify and p.uuid):
+            await self.link.start_notify(uuid, self._notified)
+
+    async def _session(self, publish: Publish) -> None:
+        """Until the link drops: notifications as they come, the other points every interval."""
+        initial = [p for p in _points(self.ble) if not p.notify
+                   or (p.uuid is not None and "read" in self.link.properties(p.uuid))]
+        polled = [p for p in _points(self.ble) if not p.notify]
+        batch = initial
+        next_read = time.monotonic()
+        while True:
+            if batch:
+                async with self.link.lock:
+                    readings = await self._read(batch)
+                self._count(readings)
+                await publish(readings)
+                if not self.link.connected:
+                    return
+            batch = []
+            next_read += self.ble.interval
+            while time.monotonic() < next_read or not polled:
+                try:
+                    async with asyncio.timeout(max(0.0, next_read - time.monotonic()) if polled else None):
+                        event = await self._events.get()
+                except TimeoutError:
+                    break
+                if event is None:
+                    return
+                self._count(event)
+                await publish(event)
+            batch = polled
+
+    def _count(self, readings: list[Reading]) -> None:
+        self.status.polls += 1
+        self.status.last_poll = time.time()
+        if any(r.error for r in readings):
+            self.status.poll_errors += 1

@@ -1,0 +1,175 @@
+"""The shared scanner: one reference-counted BleakScanner per adapter for every advertisement device and lookup.
+
+Adapters misbehave when several discovery sessions run at once, so devices never scan on their own: they
+subscribe here. The scanner starts with the first subscriber and stops when the last one leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from drivers.ble.errors import BleUnavailable, explain
+from drivers.ble.parsers import Advert
+
+if TYPE_CHECKING:
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+log = logging.getLogger("edge.drivers.ble")
+
+SCANNER_START_TIMEOUT: Final = 10.0  # D-Bus + BlueZ must answer a StartDiscovery within this
+SCANNER_STOP_TIMEOUT: Final = 5.0
+
+AdvertCallback = Callable[[Advert], None]
+
+
+@dataclass(frozen=True)
+class AdvertFilter:
+    """Which adverts a subscriber wants: by address, name glob and/or service UUID (all given must hold)."""
+
+    address: str | None = None
+    name: str | None = None
+    service_uuid: str | None = None
+
+    def matches(self, advert: Advert) -> bool:
+        if self.address is not None and advert.address != self.address:
+            return False
+        if self.name is not None and not fnmatch.fnmatchcase(advert.name or "", self.name):
+            return False
+        return self.service_uuid is None or self.service_uuid in advert.service_uuids \
+            or self.service_uuid in advert.service_data
+
+
+def to_advert(device: BLEDevice, data: AdvertisementData) -> Advert:
+    """bleak's view of one advert as our `Advert`."""
+    return Advert(
+        address=device.address.upper(),
+        name=data.local_name or device.name,
+        rssi=data.rssi,
+        manufacturer_data={int(k): bytes(v) for k, v in data.manufacturer_data.items()},
+        service_data={k.lower(): bytes(v) for k, v in data.service_data.items()},
+        service_uuids=tuple(u.lower() for u in data.service_uuids),
+    )
+
+
+class Subscription:
+    """A subscriber's hold on the shared scanner; `close()` lets it go (the last one stops the scan)."""
+
+    def __init__(self, scanner: SharedScanner, token: int) -> None:
+        self._scanner = scanner
+        self._token = token
+        self._closed = False
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._scanner._unsubscribe(self._token)
+
+
+class SharedScanner:
+    """One BleakScanner for one adapter, fanning adverts out to subscribers."""
+
+    def __init__(self, adapter: str | None) -> None:
+        self.adapter = adapter
+        self.devices: dict[str, BLEDevice] = {}  # last BLEDevice seen per address: what GATT links connect to
+        self._subscribers: dict[int, tuple[AdvertFilter, AdvertCallback]] = {}
+        self._next_token = 0
+        self._scanner: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._scanner is not None
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    async def subscribe(self, callback: AdvertCallback, where: AdvertFilter | None = None) -> Subscription:
+        """Receive matching adverts until the subscription is closed. Raises BleUnavailable."""
+        async with self._lock:
+            self._next_token += 1
+            token = self._next_token
+            self._subscribers[token] = (where or AdvertFilter(), callback)
+            if self._scanner is None:
+                try:
+                    await self._start()
+                except BaseException:
+                    del self._subscribers[token]
+                    raise
+        return Subscription(self, token)
+
+    async def find(self, address: str, timeout: float) -> BLEDevice:
+        """The BLEDevice for an address, waiting for its next advert. Raises TimeoutError, BleUnavailable."""
+        found: asyncio.Future[BLEDevice] = asyncio.get_running_loop().create_future()
+
+        def seen(advert: Advert) -> None:
+            if not found.done() and advert.address in self.devices:
+                found.set_result(self.devices[advert.address])
+
+        sub = await self.subscribe(seen, AdvertFilter(address=address))
+        try:
+            async with asyncio.timeout(timeout):
+                return await found
+        except TimeoutError:
+            raise TimeoutError(f"{address} not seen by the scanner within {timeout:g}s") from None
+        finally:
+            await sub.close()
+
+    async def _unsubscribe(self, token: int) -> None:
+        async with self._lock:
+            self._subscribers.pop(token, None)
+            if not self._subscribers and self._scanner is not None:
+                scanner, self._scanner = self._scanner, None
+                try:
+                    async with asyncio.timeout(SCANNER_STOP_TIMEOUT):
+                        await scanner.stop()
+                except Exception as e:  # stopping is best effort: the bus may already be gone
+                    log.debug("ble: stopping the scanner on %s failed: %s", self.adapter or "default", e)
+
+    async def _start(self) -> None:
+        from bleak import BleakScanner
+
+        kwargs: dict[str, Any] = {"detection_callback": self._on_advert}
+        if self.adapter is not None:
+            kwargs["bluez"] = {"adapter": self.adapter}
+        scanner = BleakScanner(**kwargs)
+        try:
+            async with asyncio.timeout(SCANNER_START_TIMEOUT):
+                await scanner.start()
+        except TimeoutError as e:
+            raise BleUnavailable(f"BlueZ did not start scanning within {SCANNER_START_TIMEOUT:g}s "
+                                 f"on {self.adapter or 'the default adapter'}") from e
+        except Exception as e:
+            raise BleUnavailable(explain(e, self.adapter)) from e
+        self._scanner = scanner
+        log.info("ble: scanning on %s", self.adapter or "the default adapter")
+
+    def _on_advert(self, device: BLEDevice, data: AdvertisementData) -> None:
+        advert = to_advert(device, data)
+        self.devices[advert.address] = device
+        for where, callback in list(self._subscribers.values()):
+            if where.matches(advert):
+                try:
+                    callback(advert)
+                except Exception:  # one subscriber's bug must not stop the others
+                    log.exception("ble: advert subscriber failed for %s", advert.address)
+
+
+_scanners: dict[tuple[asyncio.AbstractEventLoop, str | None], SharedScanner] = {}
+
+
+def shared_scanner(adapter: str | None = None) -> SharedScanner:
+    """The scanner of this adapter for the running event loop (bleak's BlueZ state is per loop, too)."""
+    loop = asyncio.get_running_loop()
+    for key in [k for k in _scanners if k[0].is_closed()]:
+        del _scanners[key]
+    key = (loop, adapter)
+    if key not in _scanners:
+        _scanners[key] = SharedScanner(adapter)
+    return _scanners[key]
