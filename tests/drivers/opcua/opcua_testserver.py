@@ -28,17 +28,18 @@ FIXED_SOURCE_TIME = dt.datetime(2020, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
 
 
 class OneUser(UserManager):
-    """Accepts one username/password (and anonymous when allowed)."""
+    """Accepts one username/password, and any X.509 user token (asyncua checks its signature)."""
 
     def __init__(self, username: str, password: str) -> None:
         self.username, self.password = username, password
 
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> User | None:
-        if username is None and certificate is None:
-            return None
-        if username == self.username and password == self.password:
-            return User(role=UserRole.User, name=username)
+        if username is not None:  # a user name token (the channel's certificate comes along too)
+            return User(role=UserRole.User, name=username) if (username, password) == (self.username,
+                                                                                         self.password) else None
+        if certificate is not None:  # an X.509 user token
+            return User(role=UserRole.User, name="certificate-user")
         return None
 
 
@@ -84,7 +85,7 @@ async def build(port: int, cert: str | None, key: str | None, user: str | None, 
     if user:
         name, _, password = user.partition(":")
         server.iserver.user_manager = OneUser(name, password)
-        server.set_identity_tokens([ua.UserNameIdentityToken])
+        server.set_identity_tokens([ua.UserNameIdentityToken, ua.X509IdentityToken])
     idx = await server.register_namespace(NAMESPACE)
     assert idx == 2, idx
     objects = server.nodes.objects
