@@ -36,6 +36,7 @@ class MqttSink(DeliverySink):
         self._window: AckWindow | None = None
         self._refused: list[tuple[OutMessage, str]] = []
         self._refused_event = asyncio.Event()
+        self._past_retries = 0  # connection retries of links before the current one
 
     @property
     def per_device(self) -> bool:
@@ -49,6 +50,8 @@ class MqttSink(DeliverySink):
     async def _deliver(self, window: AckWindow) -> None:
         self._window = window
         self._by_mid.clear()
+        if self.link is not None:
+            self._past_retries += self.link.attempts
         link = MqttLink(self.config, edge_id=self.edge_id, outage=self.outage, on_ack=self._on_ack,
                         on_state=self._on_state)
         self.link = link
@@ -85,7 +88,11 @@ class MqttSink(DeliverySink):
 
     def _on_state(self, up: bool) -> None:
         self.connected = up
-        self.retries = self.link.attempts if self.link is not None else self.retries
+
+    def stats(self) -> dict[str, Any]:
+        if self.link is not None:
+            self.retries = self._past_retries + self.link.attempts
+        return super().stats()
 
     def _on_ack(self, mid: int, code: int, reason: str) -> None:
         """A PUBACK (on the event loop): ack the message, or queue it for dead-lettering when refused."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from sync.defaults import MQTT_CONNECT_TIMEOUT, MQTT_STATUS_OFFLINE, MQTT_STATUS_ONLINE
 from sync.mqtt_config import MqttSinkConfig
-from sync.outage import OutageLog
+from sync.outage import OutageLog, describe_error
 from sync.pacing import Backoff
 from sync.tls import ssl_context
 
@@ -32,20 +31,6 @@ AckHandler = Callable[[int, int, str], None]  # (mid, reason code value, reason 
 
 class ConnectFailed(Exception):
     """A connection attempt failed; the message says why in a user's words."""
-
-
-def describe_error(e: BaseException) -> str:
-    """A clear one-line reason for a failed connect."""
-    if isinstance(e, ssl.SSLCertVerificationError):
-        return (f"TLS certificate verification failed: {e.verify_message or e} "
-                "(is ca_file the CA that signed the broker's certificate, and does the url's host match it?)")
-    if isinstance(e, ssl.SSLError):
-        return f"TLS handshake failed: {e.reason or e} (a client certificate may be required or refused)"
-    if isinstance(e, ConnectionRefusedError):
-        return "connection refused (is the broker running and listening on this port?)"
-    if isinstance(e, TimeoutError):
-        return "timed out"
-    return f"{type(e).__name__}: {e}"
 
 
 class MqttLink:

@@ -1,11 +1,29 @@
-"""Logging of a peer's failures: the first failure loudly, repeats quietly, the recovery once."""
+"""A peer's failures in words and in the log: the first failure loudly, repeats quietly, the recovery once."""
 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 
 log = logging.getLogger("edge.sync")
+
+
+def describe_error(e: BaseException) -> str:
+    """A clear one-line reason for a failed connect."""
+    cause = getattr(e, "certificate_error", None) or getattr(e, "os_error", None)  # aiohttp wraps these
+    if isinstance(cause, BaseException) and cause is not e:
+        return describe_error(cause)
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return (f"TLS certificate verification failed: {e.verify_message or e} "
+                "(is ca_file the CA that signed the server's certificate, and does the url's host match it?)")
+    if isinstance(e, ssl.SSLError):
+        return f"TLS handshake failed: {e.reason or e} (a client certificate may be required or refused)"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused (is the server running and listening on this port?)"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return f"{type(e).__name__}: {e}"
 
 
 class OutageLog:

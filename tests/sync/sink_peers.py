@@ -235,3 +235,66 @@ def check_order(readings: list[dict[str, Any]]) -> list[str]:
             problems.append(f"{r['device']} seq {r['seq']} after {highest[key]}")
         highest[key] = max(highest.get(key, 0), r["seq"])
     return problems
+
+
+# -- an HTTP receiver --------------------------------------------------------------------------------------
+
+@dataclass
+class Received:
+    """One request as the receiver saw it."""
+
+    at: float  # monotonic
+    headers: dict[str, str]
+    payload: dict[str, Any]
+    status: int  # what the receiver answered
+
+
+Responder = Any  # (Received without status, index) -> (status, headers)
+
+
+class Receiver:
+    """An aiohttp server on 127.0.0.1 that records POSTs and answers per a responder (default: 200)."""
+
+    def __init__(self, ssl_context: Any = None) -> None:
+        self.requests: list[Received] = []
+        self.responder: Responder = lambda req, i: (200, {})
+        self.ssl_context = ssl_context
+        self.port = free_port()
+        self._runner: Any = None
+
+    async def start(self) -> Receiver:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/ingest", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}/ingest"
+
+    async def _handle(self, request: Any) -> Any:
+        import gzip as gz
+
+        from aiohttp import web
+
+        body = await request.read()
+        if body[:2] == b"\x1f\x8b":  # aiohttp may or may not have inflated it already
+            body = gz.decompress(body)
+        rec = Received(time.monotonic(), dict(request.headers), json.loads(body), 0)
+        status, headers = self.responder(rec, len(self.requests))
+        rec.status = status
+        self.requests.append(rec)
+        return web.json_response({"ok": status < 300}, status=status, headers=headers)
+
+    def delivered(self) -> list[int]:
+        """Seqs of the readings in requests answered with a 2xx, in arrival order."""
+        return [r["seq"] for q in self.requests if 200 <= q.status < 300 for r in q.payload["readings"]]

@@ -1,0 +1,167 @@
+"""The HTTP sink: one POST per batch, in order; 2xx acks, 429/5xx/network errors retry, other 4xx dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import gzip
+import logging
+import ssl
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from sync.defaults import HTTP_ERROR_BODY_MAX, IDLE_WAIT
+from sync.delivery import DeliverySink
+from sync.http_config import HttpSinkConfig
+from sync.outage import describe_error
+from sync.pacing import Backoff
+from sync.tls import ssl_context
+from sync.window import AckWindow, OutMessage
+
+if TYPE_CHECKING:
+    from edge.store import DeadLetter, Store
+
+log = logging.getLogger("edge.sync")
+
+GZIP_LEVEL = 6
+RETRY_STATUSES = frozenset({408, 425, 429})  # and every 5xx
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None when absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HttpSink(DeliverySink):
+    """POSTs the contract's payload to a URL; one request at a time, so batches arrive in seq order."""
+
+    config: HttpSinkConfig
+
+    def __init__(self, config: HttpSinkConfig, *, edge_id: str, store: Store, data_dir: str, **kw: Any) -> None:
+        super().__init__(config, edge_id=edge_id, store=store, data_dir=data_dir, **kw)
+        self._ssl: ssl.SSLContext | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- the HTTP client ------------------------------------------------------------------------------
+
+    def _headers(self, first_seq: int, last_seq: int) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Idempotency-Key": f"{self.edge_id}-{first_seq}-{last_seq}",
+             **self.config.headers}
+        if self.config.token:
+            h["Authorization"] = f"Bearer {self.config.token}"
+        if self.config.gzip:
+            h["Content-Encoding"] = "gzip"
+        return h
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        cfg = self.config
+        if cfg.url.startswith("https:") and self._ssl is None:
+            self._ssl = ssl_context(cfg, cfg.name)
+        auth = aiohttp.BasicAuth(cfg.username, cfg.password or "") if cfg.username is not None else None
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.timeout), auth=auth,
+                                     connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl else True))
+
+    async def _post(self, session: aiohttp.ClientSession, payload: bytes, first_seq: int,
+                    last_seq: int) -> tuple[int, str, float | None]:
+        """One POST: (status, short body text, Retry-After seconds)."""
+        body = gzip.compress(payload, GZIP_LEVEL) if self.config.gzip else payload
+        async with session.post(self.config.url, data=body, headers=self._headers(first_seq, last_seq)) as resp:
+            text = ""
+            if resp.status >= 300:
+                text = (await resp.text(errors="replace"))[:HTTP_ERROR_BODY_MAX]
+            else:
+                await resp.read()
+            return resp.status, text, retry_after(resp.headers.get("Retry-After"))
+
+    # -- delivering -----------------------------------------------------------------------------------
+
+    async def _deliver(self, window: AckWindow) -> None:
+        session = self._new_session()
+        self._session = session
+        try:
+            while True:
+                await window.wait_space()
+                chunk = await self.next_messages(window, window.free)
+                if not chunk.messages:
+                    if chunk.taken <= window.taken:
+                        await self.store.wait_for_data(window.taken, IDLE_WAIT)
+                    window.skip_to(chunk.taken)
+                    continue
+                for m in chunk.messages:
+                    await self.pacer.take(m.count, len(m.payload))
+                    window.add(m)
+                    await self._send(session, window, m)
+                window.skip_to(chunk.taken)
+        finally:
+            self._session = None
+            await session.close()
+
+    async def _send(self, session: aiohttp.ClientSession, window: AckWindow, m: OutMessage) -> None:
+        """POST until a 2xx (ack) or a refusal (dead letter); wait with backoff or Retry-After in between."""
+        cfg = self.config
+        backoff = Backoff(cfg.retry_min, cfg.retry_max)
+        what = f"POST {cfg.url} (seq {m.first_seq}..{m.last_seq})"
+        while True:
+            m.attempts += 1
+            try:
+                status, text, after = await self._post(session, m.payload, m.first_seq, m.last_seq)
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                self.connected = False
+                self.retries += 1
+                self.outage.failed(what, describe_error(e))
+                await asyncio.sleep(backoff.next())
+                continue
+            self.connected = True
+            if 200 <= status < 300:
+                self.outage.recovered(f"POST {cfg.url}")
+                self.acked(window, m)
+                return
+            if status in RETRY_STATUSES or status >= 500:
+                self.retries += 1
+                delay = backoff.next()
+                if after is not None:
+                    delay = min(after, cfg.retry_after_max)
+                self.outage.failed(what, f"HTTP {status}{': ' + text if text else ''} (next try in {delay:.1f} s)")
+                await asyncio.sleep(delay)
+                continue
+            self.outage.recovered(f"POST {cfg.url}")
+            await self.dead_letter(window, m, f"HTTP {status}{': ' + text if text else ''}")
+            return
+
+    # -- replay and close -----------------------------------------------------------------------------
+
+    async def replay(self, dead_letter: DeadLetter) -> None:
+        """POST a dead letter's stored payload once more; remove it from the table on a 2xx."""
+        session = self._session
+        own = session is None
+        if session is None:
+            session = self._new_session()
+        try:
+            status, text, _ = await self._post(session, dead_letter.payload, dead_letter.first_seq,
+                                               dead_letter.last_seq)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise RuntimeError(f"sink {self.name}: replay of dead letter {dead_letter.id} failed: "
+                               f"{describe_error(e)}") from e
+        finally:
+            if own:
+                await session.close()
+        if not 200 <= status < 300:
+            raise RuntimeError(f"sink {self.name}: replay of dead letter {dead_letter.id} got HTTP {status}"
+                               f"{': ' + text if text else ''}")
+        await self.store.delete_dead_letter(dead_letter.id)
+        self.dead_letters = max(0, self.dead_letters - 1)
+        log.info("sink %s: dead letter %d (seq %d..%d) replayed", self.name, dead_letter.id,
+                 dead_letter.first_seq, dead_letter.last_seq)

@@ -1,0 +1,150 @@
+"""The HTTP sink against a real aiohttp receiver: acks, retries with backoff and Retry-After, dead letters."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sink_helpers import EDGE, SinkRunner, eventually, fill
+from sink_peers import Received, Receiver
+
+from edge.store import Store
+from sync.http import HttpSink, retry_after
+from sync.http_config import HttpSinkConfig
+from sync.registry import create_sink
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+def http_sink(store: Store, tmp_path: Path, url: str, **keys: Any) -> HttpSink:
+    cfg = HttpSinkConfig(name=keys.pop("name", "erp"), type="http", url=url, **keys)
+    sink = create_sink(cfg, edge_id=EDGE, store=store, data_dir=str(tmp_path))
+    assert isinstance(sink, HttpSink)
+    return sink
+
+
+async def test_batches_posted_in_order_with_idempotency_key_and_bearer(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 1200)
+    sink = http_sink(store, tmp_path, receiver.url, token="t0ken", batch_max=500)
+    runner.start(sink)
+    await eventually(lambda: receiver.delivered() == seqs)
+    keys = [q.headers["Idempotency-Key"] for q in receiver.requests]
+    assert keys == [f"{EDGE}-{seqs[0]}-{seqs[499]}", f"{EDGE}-{seqs[500]}-{seqs[999]}",
+                    f"{EDGE}-{seqs[1000]}-{seqs[1199]}"]
+    first = receiver.requests[0]
+    assert first.headers["Authorization"] == "Bearer t0ken"
+    assert first.headers["Content-Type"] == "application/json"
+    assert first.payload["edge"] == EDGE and len(first.payload["readings"]) == 500
+    await eventually(lambda: store.cursor_sync("erp") == seqs[-1])
+    st = sink.stats()
+    assert st["sent"] == 1200 and st["connected"] and st["retries"] == 0 and st["backlog_readings"] == 0
+
+
+async def test_gzip_and_basic_auth(store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 50)
+    runner.start(http_sink(store, tmp_path, receiver.url, gzip=True, username="edge", password="pw",
+                           headers={"X-Site": "a"}))
+    await eventually(lambda: receiver.delivered() == seqs)
+    h = receiver.requests[0].headers
+    assert h["Content-Encoding"] == "gzip" and h["Authorization"].startswith("Basic ") and h["X-Site"] == "a"
+
+
+async def test_500_then_200_retries_with_growing_backoff(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    receiver.responder = lambda req, i: (500 if i < 3 else 200, {})
+    seqs = await fill(store, 10)
+    sink = http_sink(store, tmp_path, receiver.url, retry_min="200ms", retry_max="5s")
+    runner.start(sink)
+    await eventually(lambda: receiver.delivered() == seqs)
+    t = [q.at for q in receiver.requests]
+    gaps = [b - a for a, b in itertools.pairwise(t)]
+    # backoff 0.2, 0.4, 0.8 s with up to half of each random: at least 0.1, 0.2, 0.4 s
+    assert gaps[0] >= 0.09 and gaps[1] >= 0.19 and gaps[2] >= 0.39, gaps
+    assert gaps[2] > gaps[0]
+    assert len({q.headers["Idempotency-Key"] for q in receiver.requests}) == 1  # the same batch each time
+    assert sink.stats()["retries"] == 3 and sink.stats()["dead_letters"] == 0
+
+
+async def test_429_waits_for_retry_after(store: Store, receiver: Receiver, runner: SinkRunner,
+                                         tmp_path: Path) -> None:
+    receiver.responder = lambda req, i: (429, {"Retry-After": "1"}) if i == 0 else (200, {})
+    seqs = await fill(store, 10)
+    runner.start(http_sink(store, tmp_path, receiver.url, retry_min="50ms"))
+    await eventually(lambda: receiver.delivered() == seqs, timeout=5)
+    gap = receiver.requests[1].at - receiver.requests[0].at
+    assert 0.95 <= gap < 2.0, gap
+
+
+def test_retry_after_header_forms() -> None:
+    assert retry_after("7") == 7.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(1_000_030))
+    assert retry_after(date, now=1_000_000) == pytest.approx(30.0)
+
+
+async def test_400_dead_letters_the_batch_moves_on_and_replay_delivers(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    seqs = await fill(store, 300)
+    bad = seqs[150]
+
+    def refuse_one(req: Received, i: int) -> tuple[int, dict[str, str]]:
+        return (400, {}) if any(r["seq"] == bad for r in req.payload["readings"]) else (200, {})
+
+    receiver.responder = refuse_one
+    sink = http_sink(store, tmp_path, receiver.url, batch_max=100)
+    runner.start(sink)
+    await eventually(lambda: store.cursor_sync("erp") == seqs[-1])
+    assert receiver.delivered() == seqs[:100] + seqs[200:]
+    assert [q.status for q in receiver.requests] == [200, 400, 200]  # refused once, not retried
+    [dl] = store.dead_letters_sync(sink="erp")
+    assert (dl.first_seq, dl.last_seq, dl.count) == (seqs[100], seqs[199], 100)
+    assert "HTTP 400" in dl.error
+    assert [r["seq"] for r in json.loads(dl.payload)["readings"]] == seqs[100:200]
+    assert sink.stats()["dead_letters"] == 1
+
+    receiver.responder = lambda req, i: (200, {})
+    await sink.replay(dl)
+    assert receiver.requests[-1].headers["Idempotency-Key"] == f"{EDGE}-{seqs[100]}-{seqs[199]}"
+    assert sorted(receiver.delivered()) == seqs
+    assert store.dead_letters_sync(sink="erp") == []
+    assert sink.stats()["dead_letters"] == 0
+
+
+async def test_replay_failure_raises_and_keeps_the_dead_letter(
+        store: Store, receiver: Receiver, tmp_path: Path) -> None:
+    await store.add_dead_letter("erp", 1, 2, 2, "HTTP 400", b'{"edge":"site-a","readings":[]}')
+    [dl] = store.dead_letters_sync(sink="erp")
+    receiver.responder = lambda req, i: (422, {})
+    sink = http_sink(store, tmp_path, receiver.url)
+    with pytest.raises(RuntimeError, match="HTTP 422"):
+        await sink.replay(dl)
+    assert store.dead_letters_sync(sink="erp") != []
+
+
+async def test_receiver_down_then_up(store: Store, runner: SinkRunner, tmp_path: Path) -> None:
+    receiver = Receiver()
+    seqs = await fill(store, 20)
+    sink = http_sink(store, tmp_path, receiver.url, retry_min="50ms", retry_max="300ms")
+    runner.start(sink)
+    await eventually(lambda: sink.stats()["retries"] >= 2)
+    st = sink.stats()
+    assert st["connected"] is False and "refused" in st["last_error"] and st["backlog_readings"] == 20
+    assert store.cursor_sync("erp") == 0
+    await receiver.start()
+    try:
+        await eventually(lambda: receiver.delivered() == seqs, timeout=5)
+        await eventually(lambda: sink.stats()["connected"])
+    finally:
+        await receiver.stop()
+
