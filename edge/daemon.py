@@ -49,6 +49,7 @@ class Daemon:
         self._stopped = asyncio.Event()
         self._stopping = False
         self._api: Any = None
+        self._advertiser: Any = None  # edge.discovery.Advertiser when [discovery] advertise = true
         self._extras: list[Any] = []  # things with async stop() started alongside (e.g. demo simulators)
         self.reloads = 0
         self._signal_tasks: set[asyncio.Future[Any]] = set()
@@ -74,6 +75,11 @@ class Daemon:
 
         self._api = ApiServer(self)
         await self._api.start()
+        if cfg.discovery.advertise:
+            from edge.discovery import Advertiser  # lazily: zeroconf is loaded only when advertising
+
+            self._advertiser = Advertiser.for_daemon(self)
+            await self._advertiser.start()
         self._install_signals()
         await self.store.add_event("started", f"edge {__version__} started with {len(cfg.devices)} devices, "
                                               f"{len(cfg.sinks)} sinks", {"pid": os.getpid()})
@@ -139,6 +145,8 @@ class Daemon:
                 await asyncio.wait_for(extra.stop(), SINK_CLOSE_TIMEOUT)
             except Exception:
                 log.exception("stopping %r failed", extra)
+        if self._advertiser:
+            await self._advertiser.stop()
         if self._api:
             await self._api.stop()
         if self.store:

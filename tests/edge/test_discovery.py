@@ -1,0 +1,130 @@
+"""Zeroconf on loopback: the daemon's `_edge._tcp` advertisement, `edge discover`, a plain browser elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from zeroconf import InterfaceChoice, IPVersion
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+from edge.config import load_config
+from edge.daemon import Daemon
+from edge.discovery import interfaces_for
+
+LOOPBACK = "127.0.0.1"
+BROWSE_SECONDS = 2.5
+EDGE_BIN = Path(sys.executable).with_name("edge")
+
+PLAIN_BROWSER = textwrap.dedent("""
+    import json, sys, time
+    from zeroconf import IPVersion, ServiceBrowser, Zeroconf
+    zc = Zeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    names = []
+    ServiceBrowser(zc, "_edge._tcp.local.", handlers=[lambda zeroconf, service_type, name, state_change:
+                                                      names.append(name)])
+    time.sleep(float(sys.argv[1]))
+    found = []
+    for name in set(names):
+        info = zc.get_service_info("_edge._tcp.local.", name, timeout=1500)
+        if info:
+            found.append({"name": name, "port": info.port,
+                          "txt": {k.decode(): (v or b"").decode() for k, v in info.properties.items()}})
+    zc.close()
+    print(json.dumps(found))
+""")
+
+
+def write_config(folder: Path, *, advertise: bool, edge_id: str = "disco-test") -> Path:
+    path = folder / "edge.toml"
+    path.write_text(textwrap.dedent(f"""
+        [edge]
+        id = "{edge_id}"
+        data_dir = "{folder}"
+        [api]
+        listen = "127.0.0.1:0"
+        [discovery]
+        advertise = {str(advertise).lower()}
+        [[device]]
+        name = "sim"
+        driver = "simulator"
+    """), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def advertising_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    daemon = Daemon(load_config(write_config(tmp_path, advertise=True)))
+    await daemon.start()
+    yield daemon
+    await daemon.stop("test over")
+
+
+@pytest.fixture
+async def modbus_service() -> AsyncIterator[str]:
+    """A `_modbus._tcp` gateway announced on loopback, the way a Modbus gateway with mDNS does it."""
+    zc = AsyncZeroconf(interfaces=[LOOPBACK], ip_version=IPVersion.V4Only)
+    info = AsyncServiceInfo("_modbus._tcp.local.", "gw-plc-1._modbus._tcp.local.",
+                            addresses=[socket.inet_aton(LOOPBACK)], port=5020, properties={"unit": "1"},
+                            server="gw-plc-1.local.")
+    await (await zc.async_register_service(info))
+    yield "gw-plc-1"
+    await zc.async_unregister_all_services()
+    await zc.async_close()
+
+
+async def run(*argv: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_edge_discover_and_a_plain_browser_find_the_daemon_and_a_modbus_gateway(
+        advertising_daemon: Daemon, modbus_service: str) -> None:
+    port = advertising_daemon._api.port
+    discover, plain = await asyncio.gather(
+        run(str(EDGE_BIN), "discover", "--interface", LOOPBACK, "--timeout", str(BROWSE_SECONDS), "--json"),
+        run(sys.executable, "-c", PLAIN_BROWSER, str(BROWSE_SECONDS)),
+    )
+    assert discover[0] == 0, discover[2]
+    found = json.loads(discover[1])
+    edge = [f for f in found if f["service"] == "_edge._tcp"]
+    assert [(f["name"], f["address"], f["port"]) for f in edge] == [("disco-test", LOOPBACK, port)]
+    assert edge[0]["txt"] == {"id": "disco-test", "version": "0.1.0", "api": "/v1"}
+    modbus = [f for f in found if f["service"] == "_modbus._tcp"]
+    assert [(f["name"], f["port"], f["txt"]) for f in modbus] == [(modbus_service, 5020, {"unit": "1"})]
+
+    assert plain[0] == 0, plain[2]
+    seen = json.loads(plain[1])
+    assert [(s["name"], s["port"]) for s in seen] == [("disco-test._edge._tcp.local.", port)]
+    token = advertising_daemon._api.token
+    assert all(token not in v for v in seen[0]["txt"].values()), "the token must never be advertised"
+
+
+async def test_edge_discover_prints_one_line_per_service(modbus_service: str) -> None:
+    code, out, err = await run(str(EDGE_BIN), "discover", "--interface", LOOPBACK, "--timeout", "1.5")
+    assert code == 0, err
+    assert "service=_modbus._tcp  name=gw-plc-1  address=127.0.0.1  port=5020" in out
+
+
+async def test_advertise_false_starts_no_advertiser(tmp_path: Path) -> None:
+    daemon = Daemon(load_config(write_config(tmp_path, advertise=False)))
+    await daemon.start()
+    try:
+        assert daemon._advertiser is None
+    finally:
+        await daemon.stop("test over")
+
+
+def test_interfaces_follow_the_api_listen_address_unless_configured() -> None:
+    assert interfaces_for("127.0.0.1", []) == ["127.0.0.1"]
+    assert interfaces_for("localhost", []) == ["127.0.0.1"]
+    assert interfaces_for("0.0.0.0", []) is InterfaceChoice.All
+    assert interfaces_for("127.0.0.1", ["10.200.0.1"]) == ["10.200.0.1"]
