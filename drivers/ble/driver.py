@@ -151,11 +151,8 @@ class BleAdvertisementDriver(Driver):
         readings = self.readings(advert, decoded, ts)
         if decoded.error:
             self._set(DEGRADED, decoded.error)
-            self.status.poll_errors += 1
         else:
             self._set(UP, None)
-        self.status.polls += 1
-        self.status.last_poll = ts
         if readings:
             await publish(readings)
 
@@ -366,7 +363,6 @@ class BleGattNotifyDriver(_GattDriver):
             if batch:
                 async with self.link.lock:
                     readings = await self._read(batch)
-                self._count(readings)
                 await publish(readings)
                 if not self.link.connected:
                     return
@@ -380,12 +376,5 @@ class BleGattNotifyDriver(_GattDriver):
                     break
                 if event is None:
                     return
-                self._count(event)
                 await publish(event)
             batch = polled
-
-    def _count(self, readings: list[Reading]) -> None:
-        self.status.polls += 1
-        self.status.last_poll = time.time()
-        if any(r.error for r in readings):
-            self.status.poll_errors += 1

@@ -1,0 +1,122 @@
+"""Advertisement devices end to end: fake BlueZ adverts → bleak → shared scanner → driver → a real Store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivers.ble.parsers.bthome import SERVICE_UUID, encrypt
+from drivers.ble.scanner import shared_scanner
+
+from .fake_bluez import FakeBluez
+from .helpers import StoredReadings, make_driver, running, wait_until
+
+RUUVI_MAC = "CB:B8:33:4C:88:4F"
+BTHOME_MAC = "54:48:E6:8F:80:A5"
+RAW_MAC = "AA:BB:CC:00:00:01"
+RUUVI_VECTOR = bytes.fromhex("0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F")
+BINDKEY = "231d39c1d7cc1ab1aee224cd096db932"
+
+
+@pytest.fixture
+def sink(tmp_path: Path):
+    s = StoredReadings(tmp_path / "store")
+    yield s
+    s.close()
+
+
+async def test_ruuvi_bthome_and_raw_adverts_reach_the_store(bluez: FakeBluez, sink: StoredReadings) -> None:
+    for mac in (RUUVI_MAC, BTHOME_MAC, RAW_MAC):
+        bluez.add_device(mac)
+    ruuvi = make_driver(name="cold-room", address=RUUVI_MAC, format="ruuvi", adapter="hci0", point=[
+        {"name": "temperature", "unit": "degC"}, {"name": "humidity"}, {"name": "battery", "field": "battery_voltage"},
+        {"name": "signal", "field": "rssi"}])
+    bthome = make_driver(name="door", address=BTHOME_MAC, format="bthome", bindkey=BINDKEY, adapter="hci0",
+                         point=[{"name": "temperature"}, {"name": "humidity"}])
+    raw = make_driver(name="tank", address=RAW_MAC, format="raw", adapter="hci0", point=[
+        {"name": "level", "source": "manufacturer_data", "company_id": 0xFFFF, "byte_offset": 2,
+         "type": "uint16", "byte_order": "big", "scale": 0.1}])
+    async with running(ruuvi.run(sink.publish), bthome.run(sink.publish), raw.run(sink.publish)):
+        scanner = shared_scanner("hci0")
+        await wait_until(lambda: scanner.running and scanner.subscribers == 3, what="one shared scanner")
+        bluez.advertise(RUUVI_MAC, manufacturer_data={0x0499: RUUVI_VECTOR}, rssi=-71)
+        bluez.advertise(BTHOME_MAC, service_data={SERVICE_UUID: encrypt(
+            bytes.fromhex("02ca0903bf13"), BTHOME_MAC, bytes.fromhex(BINDKEY), counter=1)})
+        bluez.advertise(RAW_MAC, manufacturer_data={0xFFFF: bytes.fromhex("0102" "03e8")})
+        await wait_until(lambda: sink.good("cold-room", "temperature") and sink.good("door", "humidity")
+                         and sink.good("tank", "level"), what="readings from all three sensors")
+    assert not scanner.running, "the last subscriber leaving stops the scan"
+
+    stored = {(r.device, r.point): r for r in await sink.stored()}
+    assert stored["cold-room", "temperature"].value == 24.3
+    assert stored["cold-room", "temperature"].unit == "degC"
+    assert stored["cold-room", "humidity"].value == 53.49
+    assert stored["cold-room", "battery"].value == 2977
+    assert stored["cold-room", "signal"].value == -71
+    assert stored["door", "temperature"].value == 25.06
+    assert stored["door", "humidity"].value == 50.55
+    assert stored["tank", "level"].value == 1000  # the pipeline, not the driver, applies scale
+    assert all(r.seq > 0 and r.quality == "good" for r in stored.values())
+    assert ruuvi.status.state == "up"
+
+
+async def test_a_sensor_that_goes_quiet_gets_bad_not_seen_then_recovers(bluez: FakeBluez,
+                                                                       sink: StoredReadings) -> None:
+    bluez.add_device(RUUVI_MAC)
+    drv = make_driver(name="fridge", address=RUUVI_MAC, format="ruuvi", stale_after="300ms", interval="50ms",
+                      point=[{"name": "temperature"}])
+    async with running(drv.run(sink.publish)):
+        await wait_until(lambda: shared_scanner(None).running)
+        bluez.advertise(RUUVI_MAC, manufacturer_data={0x0499: RUUVI_VECTOR})
+        await wait_until(lambda: sink.good("fridge", "temperature"), what="first reading")
+        await wait_until(lambda: sink.bad("fridge"), what="a bad reading once the sensor is quiet")
+        bad = sink.bad("fridge")[0]
+        assert bad.value is None and bad.error is not None and bad.error.startswith("not seen for")
+        assert drv.status.state == "down"
+        count = len(sink.good("fridge", "temperature"))
+        warmer = bytearray(RUUVI_VECTOR)
+        warmer[1:3] = (5000).to_bytes(2, "big")  # 25.0 degC
+        bluez.advertise(RUUVI_MAC, manufacturer_data={0x0499: bytes(warmer)})
+        await wait_until(lambda: len(sink.good("fridge", "temperature")) > count, what="readings after return")
+        assert sink.good("fridge", "temperature")[-1] == 25.0
+        assert drv.status.state == "up"
+
+
+async def test_wrong_bindkey_gives_bad_readings_that_say_so(bluez: FakeBluez, sink: StoredReadings) -> None:
+    bluez.add_device(BTHOME_MAC)
+    drv = make_driver(name="door", address=BTHOME_MAC, format="bthome", bindkey="00" * 16,
+                      point=[{"name": "temperature"}])
+    async with running(drv.run(sink.publish)):
+        await wait_until(lambda: shared_scanner(None).running)
+        bluez.advertise(BTHOME_MAC, service_data={SERVICE_UUID: bytes.fromhex("41a47266c95f730011223378237214")})
+        await wait_until(lambda: sink.bad("door"), what="a bad reading")
+    assert "wrong bindkey" in (sink.bad("door")[0].error or "")
+    assert drv.status.state == "degraded"
+
+
+async def test_device_without_points_publishes_every_decoded_field(bluez: FakeBluez, sink: StoredReadings) -> None:
+    bluez.add_device(BTHOME_MAC)
+    drv = make_driver(name="plug", address=BTHOME_MAC, format="bthome")
+    async with running(drv.run(sink.publish)):
+        await wait_until(lambda: shared_scanner(None).running)
+        bluez.advertise(BTHOME_MAC, service_data={SERVICE_UUID: bytes.fromhex("40" "0b021b00" "2101")}, rssi=-50)
+        await wait_until(lambda: sink.good("plug", "power"), what="readings")
+    by_point = {r.point: r for r in sink.published}
+    assert by_point["power"].value == 69.14 and by_point["power"].unit == "W"
+    assert by_point["motion"].value is True
+    assert by_point["rssi"].value == -50
+
+
+async def test_other_addresses_and_name_filters(bluez: FakeBluez, sink: StoredReadings) -> None:
+    bluez.add_device(RUUVI_MAC, name="Ruuvi 884F")
+    bluez.add_device("CB:B8:33:4C:88:50", name="Other")
+    drv = make_driver(name="by-name", match_name="Ruuvi *", format="ruuvi", point=[{"name": "temperature"}])
+    async with running(drv.run(sink.publish)):
+        await wait_until(lambda: shared_scanner(None).running)
+        other = bytearray(RUUVI_VECTOR)
+        other[1:3] = (0).to_bytes(2, "big")
+        bluez.advertise("CB:B8:33:4C:88:50", manufacturer_data={0x0499: bytes(other)})
+        bluez.advertise(RUUVI_MAC, manufacturer_data={0x0499: RUUVI_VECTOR})
+        await wait_until(lambda: sink.good("by-name", "temperature"), what="a reading")
+    assert set(sink.good("by-name", "temperature")) == {24.3}
