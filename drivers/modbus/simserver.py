@@ -46,7 +46,7 @@ def _live_registers(unit: int, started: float) -> dict[int, int]:
     sine = 10.0 * unit * math.sin(2 * math.pi * t / SINE_PERIOD)
     hi, lo = struct.unpack(">HH", struct.pack(">f", sine))
     counter = int(t * unit) & 0xFFFFFFFF
-    temperature = int(round((20.0 + unit + 2.0 * math.sin(2 * math.pi * t / (SINE_PERIOD * 5))) * 10))
+    temperature = round((20.0 + unit + 2.0 * math.sin(2 * math.pi * t / (SINE_PERIOD * 5))) * 10)
     running = int(t // STATUS_TOGGLE) % 2 == 0
     return {
         0: hi, 1: lo,

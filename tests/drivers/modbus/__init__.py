@@ -1,0 +1,1 @@
+"""Tests of the Modbus TCP/RTU driver against real peers."""
