@@ -238,6 +238,10 @@ class Store:
     async def flush(self) -> int:
         return int(await self._acall("flush"))
 
+    def maintain_sync(self, timeout: float | None = 30.0) -> int:
+        """Commit, then remove acknowledged rows and apply retention now; returns the new first seq."""
+        return int(self._call("maintain").result(timeout))
+
     async def set_cursor(self, name: str, seq: int, kind: str = "consumer") -> int:
         """Record that `name` has every reading <= seq (durable when this returns)."""
         return int(await self._acall("cursor", name, kind, seq))

@@ -28,6 +28,14 @@ log = logging.getLogger("edge.store")
 SQLITE_FULL = 13
 SQLITE_IOERR = 10
 
+# Full disk. In WAL mode even a DELETE needs room (its frames go to the WAL, and a checkpoint may have to
+# grow the database file first), so a store that filled the disk to the last byte could not drop anything.
+# The writer therefore keeps a spare file next to the store and deletes it to get that room back.
+SPARE_NAME = "store.spare"
+SPARE_BYTES = 2 * 1024 * 1024  # disk kept free for the full-disk path (>= one WAL checkpoint's growth)
+FULL_DROP_ROUNDS = 8  # drop-oldest-and-retry rounds for one batch before its readings are refused
+FULL_DROP_FRACTION = 20  # each round drops at least 1/20 of the held readings (and at least the batch size)
+
 
 @dataclass
 class Command:
@@ -69,6 +77,8 @@ class Writer:
         self.series = series  # (device, point, unit) -> id; shared (read-only) with readers
         self.series_by_id: dict[int, tuple[str, str, str | None]] = {v: k for k, v in series.items()}
         self.reserve_path = reserve_path
+        self.spare_path = os.path.join(os.path.dirname(reserve_path), SPARE_NAME)
+        self.full_counts = {"dropped": 0, "rejected": 0}  # since the store became full (for the events)
         self.on_commit = on_commit
         self.on_space = on_space
         self.state = WriterState()
@@ -78,6 +88,7 @@ class Writer:
         self.closing = False
         self.thread = threading.Thread(target=self._run, name="edge-store-writer", daemon=True)
         self._load_state()
+        self._restore_spare()
 
     # -- queue side (any thread) ----------------------------------------------------------------------
 
@@ -159,10 +170,16 @@ class Writer:
                 if any(c.readings for c in taken):
                     self.on_space()
             now = time.monotonic()
-            urgent = any(c.op in ("flush", "close") for c in taken)
+            urgent = any(c.op in ("flush", "close", "maintain") for c in taken)
             if batch and (urgent or closing or now >= (deadline or now) or batch_readings >= opt.max_batch):
                 self._commit_batch(batch)
+                maintain = [c for c in batch if c.op == "maintain"]
                 batch, batch_readings, deadline = [], 0, None
+                if maintain:  # asked for explicitly: run it now, then answer
+                    self._guard(self._maintain)
+                    for c in maintain:
+                        if c.future is not None and not c.future.done():
+                            c.future.set_result(self.state.first_seq)
             if now >= next_maint and not closing:
                 self._guard(self._maintain)
                 next_maint = time.monotonic() + opt.maintenance_interval
@@ -203,7 +220,7 @@ class Writer:
         self.state.last_commit = time.time()
         self.on_commit(self.state.last_seq)
         for cmd, result in zip(batch, results, strict=True):
-            if cmd.future is not None and not cmd.future.done():
+            if cmd.future is not None and not cmd.future.done() and cmd.op != "maintain":
                 cmd.future.set_result(result)
 
     def _fail(self, batch: list[Command], error: BaseException) -> None:
@@ -340,6 +357,9 @@ class Writer:
 
     def _op_count(self, name: str, n: int) -> None:
         self.count(name, n)
+
+    def _op_maintain(self) -> None:
+        """Answered after the commit, once maintenance has run (see _run)."""
 
     def _op_flush(self) -> int:
         return self.state.last_seq

@@ -1,0 +1,5 @@
+"""`python -m edge` runs the command line."""
+
+from edge.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""Pipeline: scale/offset, deadband (bad always passes), transforms (change, fan out, drop, fail)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drivers.simulator.config import SimulatorDevice, SimulatorPoint
+from edge.pipeline import Pipeline, load_transforms
+from edge.reading import BAD, GOOD, UNCERTAIN, Reading
+from edge.testing import reading, run_transform
+
+
+def device(**point_keys: object) -> SimulatorDevice:
+    return SimulatorDevice(name="d", driver="simulator", point=[SimulatorPoint(name="p", **point_keys)])  # type: ignore[arg-type]
+
+
+def test_scale_offset_and_unit() -> None:
+    pipe = Pipeline([device(scale=0.1, offset=-40.0, unit="degC")])
+    out = pipe.process([Reading("d", "p", 650)])
+    assert out[0].value == 25.0 and out[0].unit == "degC"
+
+
+def test_bad_readings_are_not_scaled_and_always_pass_deadband() -> None:
+    pipe = Pipeline([device(scale=2.0, deadband=5.0)])
+    values = [pipe.process([r]) for r in (Reading("d", "p", 10), Reading.bad("d", "p", "timeout"),
+                                          Reading.bad("d", "p", "timeout"), Reading("d", "p", 10))]
+    assert [len(v) for v in values] == [1, 1, 1, 1]
+    assert values[1][0].quality == BAD and values[1][0].value is None
+
+
+def test_deadband_suppresses_small_changes_relative_to_last_reported() -> None:
+    pipe = Pipeline([device(deadband=1.0)])
+    sent = [r.value for v in (10.0, 10.5, 10.9, 11.1, 11.5, 12.2, 9.0) for r in pipe.process([Reading("d", "p", v)])]
+    assert sent == [10.0, 11.1, 12.2, 9.0]
+    assert pipe.suppressed == 3
+
+
+def test_transform_change_fanout_drop(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text(
+        "def f_to_c(r):\n    r.value = round((r.value - 32) * 5 / 9, 3)\n    r.unit = 'degC'\n    return r\n"
+        "def split(r):\n    return [r, r.replace(point=r.point + '_copy')]\n"
+        "def drop_negative(r):\n    return None if r.value < 0 else r\n"
+    )
+    tset = load_transforms(tmp_path, [("t.f_to_c", ["d/temp"]), ("t.split", ["d/*"]), ("t.drop_negative", ["*"])])
+    pipe = Pipeline([], tset)
+    out = pipe.process([Reading("d", "temp", 212.0), Reading("d", "other", -5.0), Reading("x", "y", 3.0)])
+    assert [(r.device, r.point, r.value, r.unit) for r in out] == [
+        ("d", "temp", 100.0, "degC"), ("d", "temp_copy", 100.0, "degC"), ("x", "y", 3.0, None)]
+
+
+def test_transform_error_marks_uncertain_and_keeps_the_reading(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def boom(r):\n    raise ValueError('nope')\ndef wrong(r):\n    return 42\n")
+    out = run_transform(tmp_path / "t.py", "boom", reading(value=1.0))
+    assert out[0].quality == UNCERTAIN and out[0].value == 1.0
+    assert "ValueError: nope" in (out[0].error or "")
+    out = run_transform(tmp_path / "t.py", "wrong", reading(value=1.0))
+    assert out[0].quality == UNCERTAIN and "returned int" in (out[0].error or "")
+
+
+def test_run_transform_accepts_a_function() -> None:
+    def double(r: Reading) -> Reading:
+        r.value *= 2
+        return r
+
+    assert run_transform(double, None, reading(value=2.5))[0].value == 5.0
+    assert run_transform(double, None, reading(value=2.5))[0].quality == GOOD
+
+
+def test_edge_transform_fixture_is_registered(edge_transform) -> None:  # type: ignore[no-untyped-def]
+    assert edge_transform is run_transform
