@@ -24,8 +24,11 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><type>system</type><listen>unix:path={socket}</listen><auth>EXTERNAL</auth>
 <policy context="default"><allow user="*"/><allow own="*"/><allow send_type="method_call"/>
-<allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/></policy></busconfig>
+<allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/>{extra}</policy></busconfig>
 """
+# What a system without the 'bluetooth' group policy does to an unprivileged process: BlueZ's objects are refused.
+DENY_BLUEZ_POLICY = ('<deny send_destination="org.bluez" send_interface="org.freedesktop.DBus.ObjectManager"/>'
+                     '<deny send_destination="org.bluez" send_interface="org.bluez.Adapter1"/>')
 
 MOCK_IFACE = "org.freedesktop.DBus.Mock"
 BLUEZ_MOCK_IFACE = "org.bluez.Mock"
@@ -80,10 +83,10 @@ class Characteristic:
 class PrivateSystemBus:
     """A dbus-daemon of type "system" on a socket in `folder`; stop() ends it by PID."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, extra_policy: str = "") -> None:
         self.socket = folder / "system_bus_socket"
         config = folder / "system-bus.conf"
-        config.write_text(BUS_CONFIG.format(socket=self.socket))
+        config.write_text(BUS_CONFIG.format(socket=self.socket, extra=extra_policy))
         self.address = f"unix:path={self.socket}"
         self.proc = subprocess.Popen(
             ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address=1"],
