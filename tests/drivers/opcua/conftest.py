@@ -80,8 +80,15 @@ class ServerProcess:
             proc.kill()
             proc.wait()
 
-    def session_counts(self) -> list[int]:
-        return [int(line.split()[1]) for line in list(self.lines) if line.startswith("SESSIONS")]
+    def session_counts(self, device: str | None = None) -> list[int]:
+        """Every session count the server reported; with `device`, only sessions of that device of ours."""
+        counts = []
+        for line in list(self.lines):
+            if line.startswith("SESSIONS"):
+                _, _, names = line.partition(" ")[2].partition(" ")
+                listed = [n for n in names.split("|") if n]
+                counts.append(len([n for n in listed if device is None or n.startswith(f"edge {device} ")]))
+        return counts
 
 
 def make_server_pki(folder: Path) -> tuple[Path, Path]:

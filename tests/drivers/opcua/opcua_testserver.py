@@ -1,7 +1,7 @@
 """A real asyncua server for the OPC-UA tests and bench: every supported type, changing on a timer.
 
 Run as a process: `python opcua_testserver.py --port P [--cert C --key K] [--user U:P] [--items N]`.
-It prints `READY <url>` when serving and `SESSIONS <n>` whenever the number of sessions changes, so
+It prints `READY <url>` when serving and `SESSIONS <n> <name|name…>` whenever the sessions change, so
 tests can count our sessions server-side. Writing True to `ns=2;s=Test.Stall` stops every subscription
 that exists at that moment from publishing (no data, no keep-alives): a silent subscription.
 """
@@ -18,6 +18,7 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.internal_session import InternalSession
 from asyncua.server.user_managers import UserManager
 
 NAMESPACE = "urn:edge:test"
@@ -167,13 +168,25 @@ async def stall_subscriptions(server: Server) -> None:
     print(f"STALLED {len(subs)}", flush=True)
 
 
+_original_create_session = InternalSession.create_session
+
+
+async def _named_create_session(self: InternalSession, params: ua.CreateSessionParameters,
+                                sockname: Any = None) -> ua.CreateSessionResult:
+    self.name = params.SessionName or str(self.name)  # the client's session name, so sessions can be told apart
+    return await _original_create_session(self, params, sockname)
+
+
+InternalSession.create_session = _named_create_session  # type: ignore[method-assign]
+
+
 async def session_watch(server: Server) -> None:
-    last = -1
+    last: list[str] | None = None
     while True:
-        n = len(server.iserver._external_sessions)
-        if n != last:
-            print(f"SESSIONS {n}", flush=True)
-            last = n
+        names = sorted(s.name for s in server.iserver._external_sessions.values())
+        if names != last:
+            print(f"SESSIONS {len(names)} {'|'.join(names)}", flush=True)
+            last = names
         await asyncio.sleep(SESSION_POLL)
 
 
