@@ -1,0 +1,109 @@
+"""Real-bus faults: a dead unit among five on one bus, and the server killed and restarted mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from drivers.base import DEGRADED, UP
+from drivers.modbus.config import ModbusTcpDevice
+from drivers.modbus.driver import ModbusDriver
+from edge.reading import BAD, GOOD
+
+from .peers import ScheduleResult, ServerProcess, SilentGateway, poll_on_schedule
+
+POINTS: list[dict[str, Any]] = [
+    {"name": "a", "address": 0, "type": "float32"},
+    {"name": "b", "address": 10, "type": "uint16"},
+    {"name": "c", "table": "coil", "address": 0},
+]
+
+
+def unit_on(port: int, unit: int, **keys: Any) -> ModbusDriver:
+    return ModbusDriver(ModbusTcpDevice(
+        name=f"u{unit}", driver="modbus-tcp", host="127.0.0.1", port=port, unit=unit, point=POINTS, **keys,
+    ))  # type: ignore[arg-type]
+
+
+INTERVAL = 0.25
+BACKOFF_MAX = 2.0
+DEAD_FOR = 5.0
+RUN_FOR = 9.0
+MARGIN = 0.75  # scheduling slack on a shared 2-core machine
+
+
+async def test_dead_unit_does_not_slow_the_others_and_recovers(gateway: SilentGateway) -> None:
+    keys = {"interval": INTERVAL, "timeout": 0.2, "retries": 1, "backoff_initial": 0.5, "backoff_max": BACKOFF_MAX}
+    drivers = [unit_on(gateway.port, u, **keys) for u in range(1, 6)]
+    for d in drivers:
+        await d.start()
+    gateway.dead.add(3)
+    results = {d.name: ScheduleResult() for d in drivers}
+    started = time.monotonic()
+    seen: dict[str, Any] = {}
+
+    async def revive() -> None:
+        await asyncio.sleep(DEAD_FOR)
+        seen["state"] = drivers[2].status.state
+        seen["dropped"] = gateway.dropped
+        gateway.dead.clear()
+        seen["revived"] = time.monotonic() - started
+
+    try:
+        await asyncio.gather(revive(), *(poll_on_schedule(d, RUN_FOR, results[d.name]) for d in drivers))
+    finally:
+        for d in drivers:
+            await d.stop()
+
+    configured = RUN_FOR / INTERVAL
+    for name in ("u1", "u2", "u4", "u5"):
+        cycles = results[name].cycles
+        assert len(cycles) >= 0.9 * configured, f"{name}: {len(cycles)} polls of {configured:.0f}"
+        assert all(r.quality == GOOD for c in cycles for r in c.readings), name
+    dead = results["u3"].cycles
+    assert all(len(c.readings) == len(POINTS) for c in dead)  # every poll reported, none silently missing
+    assert seen["state"] == DEGRADED and seen["dropped"] >= 2
+    while_dead = [c for c in dead if c.tick < seen["revived"] - 0.3]
+    assert while_dead and all(r.quality == BAD for c in while_dead for r in c.readings)
+    assert "no response" in (while_dead[0].readings[0].error or "")
+    back = next(c.tick for c in dead if c.tick > seen["revived"] and c.readings[0].quality == GOOD)
+    assert back - seen["revived"] <= BACKOFF_MAX + INTERVAL + MARGIN
+    assert all(r.quality == GOOD for c in dead if c.tick >= back for r in c.readings)
+    assert drivers[2].status.state == UP
+
+
+KILL_AT = 1.5
+RESTART_AT = 3.5
+RESTART_RUN = 6.0
+
+
+async def test_server_killed_and_restarted(server_process: ServerProcess) -> None:
+    d = unit_on(server_process.port, 1, interval=0.2, timeout=0.3, backoff_initial=0.2, backoff_max=0.5)
+    await d.start()
+    marks: dict[str, float] = {}
+    started = time.monotonic()
+
+    async def kill_and_restart() -> None:
+        await asyncio.sleep(KILL_AT)
+        server_process.kill()
+        marks["killed"] = time.monotonic() - started
+        await asyncio.sleep(RESTART_AT - KILL_AT)
+        await server_process.start()
+        marks["restarted"] = time.monotonic() - started
+
+    try:
+        result, _ = await asyncio.gather(poll_on_schedule(d, RESTART_RUN), kill_and_restart())
+    finally:
+        await d.stop()
+    cycles = result.cycles
+    assert len(cycles) >= 0.9 * RESTART_RUN / 0.2
+    assert all(len(c.readings) == len(POINTS) for c in cycles)  # no poll silently missing
+    before = [c for c in cycles if c.tick < marks["killed"] - 0.1]
+    between = [c for c in cycles if marks["killed"] + 0.05 < c.tick < marks["restarted"] - 0.05]
+    assert before and all(r.quality == GOOD for c in before for r in c.readings)
+    assert between and all(r.quality == BAD and r.error for c in between for r in c.readings)
+    back = next(c.tick for c in cycles if c.tick > marks["restarted"] and c.readings[0].quality == GOOD)
+    assert back - marks["restarted"] <= 0.5 + 0.2 + MARGIN
+    assert all(r.quality == GOOD for c in cycles if c.tick >= back for r in c.readings)
+    assert d.status.state == UP and d.status.reconnects >= 1
