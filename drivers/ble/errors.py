@@ -14,7 +14,7 @@ PERMISSION_HINT: Final = (
 )
 
 
-class BleUnavailable(Exception):
+class BleUnavailable(OSError):
     """Bluetooth cannot be used at all (no D-Bus, no BlueZ, no adapter, no permission); the message says why."""
 
 
