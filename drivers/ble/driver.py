@@ -117,6 +117,7 @@ class BleAdvertisementDriver(Driver):
                 await sub.close()
 
     async def _pump(self, publish: Publish) -> None:
+        scanner = shared_scanner(self.ble.adapter)
         stale_after = self.ble.stale_after
         last_seen = time.monotonic()
         last_stale_report: float | None = None
@@ -129,6 +130,10 @@ class BleAdvertisementDriver(Driver):
             except TimeoutError:
                 quiet = format_duration(round(time.monotonic() - last_seen, 1))
                 error = f"not seen for {quiet}" if heard else f"not seen since start ({quiet})"
+                try:
+                    await scanner.restart_if_silent(stale_after)
+                except BleUnavailable as e:
+                    error = f"{error}; scanning stopped: {e}"
                 self._set(DOWN, error)
                 await publish(self._bad(error))
                 last_stale_report = time.monotonic()
@@ -341,8 +346,16 @@ class BleGattNotifyDriver(_GattDriver):
                     self.link.backoff.failed()
                     await self.link.disconnect()
                     continue
-                await self._session(publish)
-                await publish(self.bad_cycle(self.link.last_error or "disconnected"))
+                try:
+                    await self._session(publish)
+                    error = self.link.last_error or "disconnected"
+                except LinkDown as e:
+                    error = str(e)
+                except self._errors as e:
+                    error = explain(e, self.ble.adapter)
+                self.status.state, self.status.last_error = DOWN, error
+                await self.link.disconnect()
+                await publish(self.bad_cycle(error))
         finally:
             await self.link.disconnect()
 

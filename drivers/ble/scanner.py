@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -81,6 +82,7 @@ class SharedScanner:
         self._next_token = 0
         self._scanner: Any = None
         self._lock = asyncio.Lock()
+        self.last_advert = time.monotonic()  # when any advert (for anyone) last arrived
 
     @property
     def running(self) -> bool:
@@ -121,16 +123,34 @@ class SharedScanner:
         finally:
             await sub.close()
 
+    async def restart_if_silent(self, silence: float) -> None:
+        """Restart the scan when no advert at all came for `silence` s (BlueZ or D-Bus restarted under us).
+
+        Raises BleUnavailable when it cannot be started again; the next call tries again.
+        """
+        async with self._lock:
+            if not self._subscribers or time.monotonic() - self.last_advert < silence:
+                return
+            log.warning("ble: no adverts on %s for %.0fs: restarting the scan", self.adapter or "default", silence)
+            await self._stop()
+            self.last_advert = time.monotonic()
+            await self._start()
+
     async def _unsubscribe(self, token: int) -> None:
         async with self._lock:
             self._subscribers.pop(token, None)
-            if not self._subscribers and self._scanner is not None:
-                scanner, self._scanner = self._scanner, None
-                try:
-                    async with asyncio.timeout(SCANNER_STOP_TIMEOUT):
-                        await scanner.stop()
-                except Exception as e:  # stopping is best effort: the bus may already be gone
-                    log.debug("ble: stopping the scanner on %s failed: %s", self.adapter or "default", e)
+            if not self._subscribers:
+                await self._stop()
+
+    async def _stop(self) -> None:
+        scanner, self._scanner = self._scanner, None
+        if scanner is None:
+            return
+        try:
+            async with asyncio.timeout(SCANNER_STOP_TIMEOUT):
+                await scanner.stop()
+        except Exception as e:  # stopping is best effort: the bus or BlueZ may already be gone
+            log.debug("ble: stopping the scanner on %s failed: %s", self.adapter or "default", e)
 
     async def _start(self) -> None:
         from bleak import BleakScanner
@@ -152,6 +172,7 @@ class SharedScanner:
 
     def _on_advert(self, device: BLEDevice, data: AdvertisementData) -> None:
         advert = to_advert(device, data)
+        self.last_advert = time.monotonic()
         self.devices[advert.address] = device
         for where, callback in list(self._subscribers.values()):
             if where.matches(advert):

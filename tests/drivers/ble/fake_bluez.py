@@ -157,8 +157,13 @@ class FakeBluez:
         service_data: dict[str, bytes] | None = None,
         rssi: int = -60,
         adapter: str = "hci0",
-    ) -> None:
-        """Fake one advert: BlueZ updates the device's properties, which bleak sees as an advertisement."""
+    ) -> bool:
+        """Fake one advert: BlueZ updates the device's properties, which bleak sees as an advertisement.
+
+        Like BlueZ, the model reports adverts only while the adapter is discovering; False when it is not.
+        """
+        if not self.discovering(adapter):
+            return False
         props: dict[str, object] = {"RSSI": dbus.Int16(rssi)}
         if manufacturer_data is not None:
             props["ManufacturerData"] = dbus.Dictionary(
@@ -167,6 +172,11 @@ class FakeBluez:
             props["ServiceData"] = dbus.Dictionary(
                 {dbus.String(k): _bytes(v) for k, v in service_data.items()}, signature="sv")
         self._obj(device_path(address, adapter)).UpdateProperties(DEVICE_IFACE, props, dbus_interface=MOCK_IFACE)
+        return True
+
+    def discovering(self, adapter: str = "hci0") -> bool:
+        return bool(self._obj(f"/org/bluez/{adapter}").Get(
+            "org.bluez.Adapter1", "Discovering", dbus_interface=dbus.PROPERTIES_IFACE))
 
     def add_gatt(self, address: str, service_uuid: str, chars: Iterable[Characteristic],
                  adapter: str = "hci0") -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,30 @@ async def test_other_addresses_and_name_filters(bluez: FakeBluez, sink: StoredRe
         bluez.advertise(RUUVI_MAC, manufacturer_data={0x0499: RUUVI_VECTOR})
         await wait_until(lambda: sink.good("by-name", "temperature"), what="a reading")
     assert set(sink.good("by-name", "temperature")) == {24.3}
+
+
+async def test_scan_recovers_when_bluez_restarts(bluez: FakeBluez, system_bus, sink: StoredReadings) -> None:
+    bluez.add_device(RUUVI_MAC)
+    drv = make_driver(name="tag", address=RUUVI_MAC, format="ruuvi", stale_after="300ms", interval="50ms",
+                      point=[{"name": "temperature"}])
+    async with running(drv.run(sink.publish)):
+        await wait_until(lambda: shared_scanner(None).running)
+        bluez.advertise(RUUVI_MAC, manufacturer_data={0x0499: RUUVI_VECTOR})
+        await wait_until(lambda: sink.good("tag", "temperature"), what="first reading")
+        bluez.stop()  # bluetoothd dies and comes back with a fresh state
+        restarted = FakeBluez(system_bus.address)
+        try:
+            restarted.add_adapter("hci0")
+            restarted.add_device(RUUVI_MAC)
+            await wait_until(lambda: sink.bad("tag"), what="not seen while BlueZ was away")
+            count = len(sink.good("tag", "temperature"))
+
+            async def tag_keeps_advertising() -> None:
+                while True:
+                    restarted.advertise(RUUVI_MAC, manufacturer_data={0x0499: RUUVI_VECTOR})
+                    await asyncio.sleep(0.1)
+
+            async with running(tag_keeps_advertising()):
+                await wait_until(lambda: len(sink.good("tag", "temperature")) > count, what="readings again")
+        finally:
+            restarted.stop()
