@@ -136,6 +136,7 @@ async def update_loop(server: Server) -> None:
     nodes = server.edge_nodes  # type: ignore[attr-defined]
     tick = 0
     produced = 0
+    next_tick = asyncio.get_running_loop().time()
     while True:
         tick += 1
         for name, (vt, fn) in SCALARS.items():
@@ -146,12 +147,16 @@ async def update_loop(server: Server) -> None:
         for i, node in enumerate(nodes["bench"]):
             await node.write_value(ua.Variant(float(tick * 10000 + i), ua.VariantType.Double))
         produced += len(nodes["bench"])
-        if nodes["bench"] and tick % 10 == 0:
+        if nodes["bench"]:
             print(f"PRODUCED {produced}", flush=True)
         if await nodes["stall"].read_value():
             await stall_subscriptions(server)
             await nodes["stall"].write_value(ua.Variant(False, ua.VariantType.Boolean))
-        await asyncio.sleep(UPDATE_PERIOD)
+        next_tick += UPDATE_PERIOD  # a fixed rate, however long the writes took
+        now = asyncio.get_running_loop().time()
+        if next_tick < now:
+            next_tick = now  # fell behind: do not burst to catch up
+        await asyncio.sleep(next_tick - now)
 
 
 async def stall_subscriptions(server: Server) -> None:
