@@ -11,6 +11,7 @@ import collections
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -28,13 +29,29 @@ log = logging.getLogger("edge.store")
 SQLITE_FULL = 13
 SQLITE_IOERR = 10
 
-# Full disk. In WAL mode even a DELETE needs room (its frames go to the WAL, and a checkpoint may have to
-# grow the database file first), so a store that filled the disk to the last byte could not drop anything.
-# The writer therefore keeps a spare file next to the store and deletes it to get that room back.
+# Full disk. In WAL mode even a DELETE needs room (its frames go to the WAL, and a checkpoint may first have to
+# grow the database file), so a store that filled the disk to the last byte could not drop anything. The writer
+# therefore (1) treats the disk as full while less than FULL_LOW_WATER is free and the database file has no free
+# pages for the batch, and applies full_policy before SQLite runs out of room (drop_oldest: delete the oldest
+# readings so new ones reuse their pages and the file stops growing); (2) keeps a spare file next to the store and
+# releases it when SQLite still reports SQLITE_FULL (another program filled the disk), so the checkpoint and the
+# drops can be written.
 SPARE_NAME = "store.spare"
-SPARE_BYTES = 2 * 1024 * 1024  # disk kept free for the full-disk path (>= one WAL checkpoint's growth)
+SPARE_BYTES = 4 * 1024 * 1024  # the spare file (> what one checkpoint may grow the database file)
+WAL_AUTOCHECKPOINT_BYTES = 1024 * 1024  # checkpoint at this WAL size, so a checkpoint grows the file by less
+FULL_LOW_WATER = 2 * 1024 * 1024  # free disk below which appends must fit in the database's free pages
+FULL_CLEAR_FREE = 2 * FULL_LOW_WATER  # free disk at which a full store counts as having room again
 FULL_DROP_ROUNDS = 8  # drop-oldest-and-retry rounds for one batch before its readings are refused
-FULL_DROP_FRACTION = 20  # each round drops at least 1/20 of the held readings (and at least the batch size)
+FULL_DROP_FRACTION = 20  # each drop takes at least 1/20 of the held readings (and at least the batch's room)
+ROW_BYTES_GUESS = 64  # bytes per stored reading before there are rows to measure
+
+
+def _is_full(e: BaseException) -> bool:
+    """SQLITE_FULL: the disk (or the file size limit) has no room for the write."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return bool((code & 0xFF) == SQLITE_FULL)
+    return "full" in str(e)
 
 
 @dataclass
@@ -79,6 +96,8 @@ class Writer:
         self.reserve_path = reserve_path
         self.spare_path = os.path.join(os.path.dirname(reserve_path), SPARE_NAME)
         self.full_counts = {"dropped": 0, "rejected": 0}  # since the store became full (for the events)
+        self._full_event = False  # the store_full event is still to be written
+        self._spare_ok = False  # the spare file is in place at full size
         self.on_commit = on_commit
         self.on_space = on_space
         self.state = WriterState()
@@ -88,6 +107,8 @@ class Writer:
         self.closing = False
         self.thread = threading.Thread(target=self._run, name="edge-store-writer", daemon=True)
         self._load_state()
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]
+        con.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_AUTOCHECKPOINT_BYTES // page_size, 16)}")
         self._restore_spare()
 
     # -- queue side (any thread) ----------------------------------------------------------------------
@@ -200,12 +221,20 @@ class Writer:
 
     def _commit_batch(self, batch: list[Command]) -> None:
         try:
-            results = self._transaction(batch)
+            if self._has_room(batch):
+                results = self._transaction(batch)
+            else:
+                results = self._on_full(batch, "less than the low-water mark of free disk", sqlite_full=False)
         except sqlite3.OperationalError as e:
-            if self.con.in_transaction:
-                self.con.execute("ROLLBACK")
-            if getattr(e, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(e):
-                results = self._on_full(batch, e)
+            self._rollback()
+            if _is_full(e):
+                try:
+                    results = self._on_full(batch, str(e), sqlite_full=True)
+                except Exception as again:
+                    self._rollback()
+                    log.error("store full and the batch could not be written even without readings: %s", again)
+                    self._fail(batch, again)
+                    return
             else:
                 log.exception("store write failed")
                 self._fail(batch, e)
@@ -241,7 +270,8 @@ class Writer:
             readings = 0
             for cmd in batch:
                 if cmd.op == "append":
-                    if skip_readings:
+                    if skip_readings:  # full disk, reject_new: refused readings get no seq, only a count
+                        self.count("rejected_full", len(cmd.args[0]))
                         results.append(None)
                         continue
                     readings += self._op_append(cmd.args[0])
@@ -369,44 +399,165 @@ class Writer:
 
     # -- full disk and retention ----------------------------------------------------------------------
 
-    def _on_full(self, batch: list[Command], error: Exception) -> list[Any]:
-        n_readings = sum(len(c.args[0]) for c in batch if c.op == "append")
+    def _has_room(self, batch: list[Command]) -> bool:
+        """Whether the batch's readings can be written without the disk running full (cheap: one statvfs)."""
+        n = sum(c.readings for c in batch)
+        if n == 0:
+            return True
+        try:
+            free = shutil.disk_usage(os.path.dirname(self.spare_path)).free
+        except OSError:
+            return True
+        return free >= self._low_water() or self._free_pages_bytes() >= self._room_for(n)
+
+    def _low_water(self) -> int:
+        """FULL_LOW_WATER, plus the spare's size while it is released (the store must not grow into it)."""
+        return FULL_LOW_WATER + (0 if self._spare_ok else SPARE_BYTES)
+
+    def _on_full(self, batch: list[Command], why: str, sqlite_full: bool) -> list[Any]:
+        """The disk is full: apply full_policy to this batch (every dropped or refused reading is counted).
+
+        drop_oldest deletes the oldest readings until the database file has free pages for the batch, then
+        writes it. After SQLITE_FULL each round first releases the spare file and checkpoints the WAL to zero
+        bytes, so there is room to write the deletion at all. reject_new, or drop_oldest with nothing left to
+        drop, writes the batch without its readings: they get no seq.
+        """
+        n_readings = sum(c.readings for c in batch)
         if not self.state.full:
-            log.error("store is full (%s); applying full_policy=%s", error, self.opt.full_policy)
-        self.state.full = True
+            self.state.full = True
+            self.full_counts = {"dropped": 0, "rejected": 0}
+            log.error("store is full (%s); applying full_policy=%s", why, self.opt.full_policy)
+            self._full_event = True
         if self.opt.full_policy == "drop_oldest":
-            for _ in range(8):
-                freed = self._drop_oldest_for_space(max(n_readings, 1000))
-                if freed == 0:
-                    break
+            for _ in range(FULL_DROP_ROUNDS):
+                if sqlite_full:
+                    self._make_room()
+                if self._free_pages_bytes() < self._room_for(n_readings):
+                    try:
+                        self.full_counts["dropped"] += self._drop_oldest_for_space(n_readings)
+                    except sqlite3.OperationalError as e:
+                        self._rollback()
+                        if not _is_full(e):
+                            raise
+                        sqlite_full = True  # not even room for the deletion: release the spare, then again
+                        continue
                 try:
                     results = self._transaction(batch)
-                    self._after_full("drop_oldest", 0)
+                except sqlite3.OperationalError as e:
+                    self._rollback()
+                    if not _is_full(e):
+                        raise
+                    sqlite_full = True
+                else:
+                    self._after_full()
                     return results
-                except sqlite3.OperationalError:
-                    if self.con.in_transaction:
-                        self.con.execute("ROLLBACK")
-        # reject_new, or nothing left to drop: refuse the readings, keep the other changes.
         for cmd in batch:
             if cmd.op == "append":
                 for r in cmd.args[0]:
                     r.seq = 0
+        self.full_counts["rejected"] += n_readings
         try:
             results = self._transaction(batch, skip_readings=True)
-        except sqlite3.OperationalError:
-            if self.con.in_transaction:
-                self.con.execute("ROLLBACK")
-            results = [None] * len(batch)
-        self._after_full("rejected", n_readings)
+        except sqlite3.OperationalError as e:
+            self._rollback()
+            if not _is_full(e):
+                raise
+            self._make_room()
+            try:
+                results = self._transaction(batch, skip_readings=True)
+            except sqlite3.OperationalError:
+                self._rollback()
+                self.count("rejected_full", n_readings)  # kept in memory, saved with the next commit
+                raise
+        self._after_full()
         return results
 
-    def _after_full(self, what: str, rejected: int) -> None:
-        if rejected:
-            self.count("rejected_full", rejected)
-            msg = f"store full: {rejected} new readings rejected (full_policy={self.opt.full_policy})"
-            self._try_event("store_full", msg, {"rejected": rejected})
-        else:
+    def _room_for(self, n_readings: int) -> int:
+        """Bytes of free database pages to want before writing n readings on a full disk (generous)."""
+        rows = self.state.last_seq - self.state.first_seq + 1
+        per_row = self.used_bytes() / rows if rows >= 1000 else ROW_BYTES_GUESS
+        return int(2 * n_readings * per_row) + 64 * 1024
+
+    def _free_pages_bytes(self) -> int:
+        """Room inside the database file (pages on its freelist) that new rows can use without growing it."""
+        page_size = self.con.execute("PRAGMA page_size").fetchone()[0]
+        return int(self.con.execute("PRAGMA freelist_count").fetchone()[0] * page_size)
+
+    def _after_full(self) -> None:
+        """After a batch was handled on a full disk: record the event once, try to get the spare back."""
+        if self._full_event:
+            c = self.full_counts
+            self._try_event("store_full", f"store full (disk); full_policy={self.opt.full_policy}: {c['dropped']} "
+                                          f"oldest readings dropped, {c['rejected']} new readings refused so far",
+                            {"policy": self.opt.full_policy, **c})
+        self._restore_spare()
+
+    def _check_space(self) -> None:
+        """In maintenance: get the spare back, and leave the full state once the disk has room again."""
+        if not self._restore_spare() or not self.state.full:
+            return
+        try:
+            free = shutil.disk_usage(os.path.dirname(self.spare_path)).free
+        except OSError:
+            return
+        if free >= FULL_CLEAR_FREE + self._low_water() - FULL_LOW_WATER:
             self.state.full = False
+            c = self.full_counts
+            self._try_event("store_resumed", f"store has room again; while full {c['dropped']} oldest readings "
+                                             f"were dropped and {c['rejected']} new readings refused",
+                            {"policy": self.opt.full_policy, **c})
+
+    def _make_room(self) -> None:
+        """Give back the spare file and empty the WAL, so the checkpoint, drops and events can be written."""
+        try:
+            os.unlink(self.spare_path)
+            log.warning("store full: released the %d-byte spare file", SPARE_BYTES)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.error("could not release the spare file %s: %s", self.spare_path, e)
+        self._spare_ok = False
+        self._checkpoint()
+
+    def _checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it to zero bytes; False when it could not finish."""
+        try:
+            busy, _, _ = self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return not busy
+        except sqlite3.OperationalError as e:
+            log.warning("WAL checkpoint failed: %s", e)
+            return False
+
+    def _restore_spare(self) -> bool:
+        """Make sure the spare file exists; only created when it leaves FULL_LOW_WATER free (no partial file)."""
+        try:
+            if os.path.getsize(self.spare_path) >= SPARE_BYTES:
+                self._spare_ok = True
+                return True
+        except OSError:
+            pass
+        self._spare_ok = False
+        try:
+            if shutil.disk_usage(os.path.dirname(self.spare_path)).free < SPARE_BYTES + FULL_LOW_WATER:
+                return False
+            fd = os.open(self.spare_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, SPARE_BYTES)  # glibc writes zeros where fallocate is unsupported
+            finally:
+                os.close(fd)
+            self._spare_ok = True
+            return True
+        except OSError:
+            try:
+                os.unlink(self.spare_path)
+            except OSError:
+                pass
+            return False
+
+    def _rollback(self) -> None:
+        """After an error: SQLite may already have rolled the transaction back (SQLITE_FULL does)."""
+        if self.con.in_transaction:
+            self.con.execute("ROLLBACK")
 
     def _try_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         log.warning("%s: %s", kind, message)
@@ -415,29 +566,19 @@ class Writer:
             self._op_event(time.time(), kind, message, data)
             self._save_counters({})
             self.con.execute("COMMIT")
+            self._full_event = False
         except sqlite3.OperationalError:
-            if self.con.in_transaction:
-                self.con.execute("ROLLBACK")
+            self._rollback()
 
-    def _drop_oldest_for_space(self, rows_wanted: int) -> int:
-        """Delete the oldest readings to make room; returns how many were dropped (counted, logged)."""
-        try:
-            self.con.execute("PRAGMA wal_checkpoint(RESTART)")
-        except sqlite3.OperationalError:
-            pass
+    def _drop_oldest_for_space(self, n_readings: int) -> int:
+        """Delete the oldest readings to make room for n more; returns how many were dropped (counted, logged)."""
         first, last = self.state.first_seq, self.state.last_seq
         if first > last:
             return 0
-        n = min(last - first + 1, max(rows_wanted, (last - first + 1) // 20))
-        upto = first + n - 1
-        try:
-            self._delete_prefix(upto, reason="full", log_event=True)
-        except sqlite3.OperationalError as e:
-            if self.con.in_transaction:
-                self.con.execute("ROLLBACK")
-            log.error("could not drop oldest readings to free space: %s", e)
-            return 0
-        return n
+        held = last - first + 1
+        per_row = max(self.used_bytes() / held, 1.0)
+        n = min(held, max(int(self._room_for(n_readings) / per_row) + 1, held // FULL_DROP_FRACTION))
+        return self._delete_prefix(first + n - 1, reason="full")
 
     def _delete_prefix(self, upto: int, reason: str | None, log_event: bool = False) -> int:
         """Delete readings with seq <= upto in one transaction. reason=None means: acknowledged by all."""
@@ -447,30 +588,33 @@ class Writer:
         upto = min(upto, self.state.last_seq)
         n = upto - first + 1
         con = self.con
+        before = dict(self.state.counters)
+        msg = f"{n} readings dropped by retention ({reason}): seq {first}..{upto}"
         con.execute("BEGIN IMMEDIATE")
         try:
             con.execute("DELETE FROM readings WHERE seq <= ?", (upto,))
-            before = dict(self.state.counters)
             if reason is None:
                 self.count("removed_acked", n)
             else:
                 self.count(f"dropped_{reason}", n)
-                msg = f"{n} readings dropped by retention ({reason}): seq {first}..{upto}"
-                log.warning(msg)
                 self._op_event(time.time(), "retention_drop", msg,
                                {"reason": reason, "count": n, "first_seq": first, "last_seq": upto})
             self._save_counters(before)
             con.execute("COMMIT")
         except BaseException:
+            self.state.counters = before  # nothing was dropped: nothing may be counted
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
+        if reason is not None:
+            log.warning(msg)
         self.state.first_seq = upto + 1
         return n
 
     def _maintain(self) -> None:
         """Remove what every cursor has, then apply max_age and max_bytes."""
         con, opt, st = self.con, self.opt, self.state
+        self._check_space()
         cursors = [r[0] for r in con.execute("SELECT seq FROM cursors").fetchall()]
         if cursors:
             upto = min(min(cursors), st.first_seq + opt.gc_chunk - 1)
