@@ -170,3 +170,23 @@ async def keep_advertising(bluez: FakeBluez, macs: list[str]) -> None:
             for mac in macs:
                 bluez.advertise(mac)
         await asyncio.sleep(0.05)
+
+
+async def test_notify_devices_beyond_the_limit_wait_for_a_freed_slot(bluez: FakeBluez, sink: StoredReadings) -> None:
+    macs = [f"AA:BB:CC:DD:EE:{i:02X}" for i in range(1, 4)]
+    for mac in macs:
+        instrument(bluez, mac)
+    drivers = [make_driver(name=f"n{i}", mode="gatt", address=mac, max_connections=2, connect_timeout="500ms",
+                           reconnect_delay="100ms", point=[{**POINTS[0], "notify": True}])
+               for i, mac in enumerate(macs)]
+    async with running(keep_advertising(bluez, macs), *(d.run(sink.publish) for d in drivers)):
+        await wait_until(lambda: sum(bool(sink.good(d.name, "temperature")) for d in drivers) == 2,
+                         what="two devices connected")
+        waiting = next(d for d in drivers if not sink.good(d.name, "temperature"))
+        await wait_until(lambda: any("waiting for a connection slot" in (r.error or "")
+                                     for r in sink.bad(waiting.name)), what="the third waits for a slot")
+        assert sum(bluez.connected(m) for m in macs) == 2
+        leaving = next(d for d in drivers if d is not waiting)
+        bluez.go_away(leaving.ble.address)  # its slot goes to the device that waited
+        await wait_until(lambda: sink.good(waiting.name, "temperature"), what="the waiting device connected")
+        assert sum(bluez.connected(m) for m in macs) == 2
