@@ -295,6 +295,30 @@ def discover(timeout: float, interfaces: tuple[str, ...], modbus_tcp: str | None
         click.echo("  ".join(f"{k}={v}" for k, v in item.items()))
 
 
+@cli.command()
+@config_option
+@click.option("--socket", "socket_path", type=click.Path(dir_okay=False), default=None,
+              help="the daemon's admin socket (default: admin.sock in the config's data_dir)")
+@click.option("--url", default=None, help="a daemon's API URL instead of the local admin socket")
+@click.option("--token", envvar="EDGE_TOKEN", default=None, help="API token for --url (or $EDGE_TOKEN)")
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
+              help="where the r key writes the site report (default: the current folder)")
+def tui(config_path: str | None, socket_path: str | None, url: str | None, token: str | None,
+        report_dir: str | None) -> None:
+    """The technician's terminal UI, attached to the running daemon."""
+    from pathlib import Path
+
+    from edge.client import AdminClient
+    from tui.main import run_tui  # Textual is imported only here
+
+    if url and not token:
+        fail("--url needs --token (or $EDGE_TOKEN)")
+    client = AdminClient(socket=Path(socket_path)) if socket_path else _admin_client(config_path, url, token)
+    if client.socket is not None and not Path(client.socket).exists():
+        fail(f"no admin socket at {client.socket}: is the daemon running?", EXIT_RUNTIME)
+    sys.exit(run_tui(client, Path(report_dir) if report_dir else None))
+
+
 def _parse_units(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):

@@ -15,10 +15,11 @@ TIMEOUT = 30.0
 class ApiError(Exception):
     """The daemon answered with an error (status and its JSON message)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+        self.body = body  # the whole JSON answer, e.g. {"error": ..., "problems": [...]} from PUT /v1/config
 
 
 class AdminClient:
@@ -41,7 +42,7 @@ class AdminClient:
                     data = text
                 if resp.status >= 400:
                     msg = data.get("error", text) if isinstance(data, dict) else text
-                    raise ApiError(resp.status, str(msg))
+                    raise ApiError(resp.status, str(msg), data)
                 return data
 
     def request(self, method: str, path: str, body: Any = None) -> Any:

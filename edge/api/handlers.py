@@ -180,6 +180,48 @@ async def write_point(request: web.Request) -> web.Response:
                              dumps=_dumps)
 
 
+READ_NOW_TIMEOUT = 10.0  # a test read that takes longer is answered with 409
+
+
+@routes.post("/v1/devices/{device}/read")
+async def read_now(request: web.Request) -> web.Response:
+    """Read a device now (nothing is stored): its configured points, or one ad-hoc point given in the body."""
+    from pydantic import ValidationError
+
+    from drivers import registry as driver_registry
+
+    device = name_param(request, "device")
+    body = await json_body(request) if await request.read() else {}
+    spec = body.get("point")
+    if spec is not None and not isinstance(spec, dict):
+        raise BadParameter("point", "point: expected an object of point keys, e.g. {\"table\": \"holding\"}")
+    runner = daemon_of(request).runners.get(device)
+    if runner is None:
+        return error(404, f"no device named {device!r}", "device")
+    try:
+        if spec is None:
+            found = await asyncio.wait_for(runner.driver.poll(), READ_NOW_TIMEOUT)
+        else:
+            cfg = runner.driver.config
+            try:
+                ad_hoc = type(cfg).model_validate({**cfg.model_dump(), "point": [{"name": "test", **spec}]})
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = ".".join(str(x) for x in first["loc"])
+                raise BadParameter("point", f"point: {where}: {first['msg']}") from None
+            driver = driver_registry.create_driver(ad_hoc)
+            await driver.start()
+            try:
+                found = await asyncio.wait_for(driver.poll(), READ_NOW_TIMEOUT)
+            finally:
+                await driver.stop()
+    except TimeoutError:
+        return error(409, f"device {device!r} did not answer within {READ_NOW_TIMEOUT:.0f}s")
+    except (OSError, RuntimeError, ValueError) as e:
+        return error(409, f"reading {device!r} failed: {type(e).__name__}: {e}")
+    return web.json_response({"device": device, "readings": [r.to_dict() for r in found]}, dumps=_dumps)
+
+
 @routes.get("/v1/stats")
 async def stats(request: web.Request) -> web.Response:
     d = daemon_of(request)

@@ -119,6 +119,15 @@ def document() -> dict[str, Any]:
                           "properties": {"value": {"oneOf": [{"type": "number"}, {"type": "boolean"},
                                                              {"type": "string"}]}}}),
             },
+            "/v1/devices/{device}/read": {
+                "parameters": [_path_param("device", NAME)],
+                "post": _op("Read a device now, nothing stored: its points, or one ad-hoc point (body.point)", _ok({
+                    "type": "object", "required": ["device", "readings"],
+                    "properties": {"device": {"type": "string"},
+                                   "readings": {"type": "array", "items": {"$ref": "#/components/schemas/Reading"}}}}),
+                    400, 404, 409, 413,
+                    body={"type": "object", "properties": {"point": obj}}),
+            },
             "/v1/stats": {"get": _op("Store size, backlog per sink and consumer, rates, dead letters",
                                      _ok({"type": "object", "required": ["edge", "store", "sinks", "consumers",
                                                                          "dead_letters", "devices"]}))},

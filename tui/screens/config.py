@@ -1,0 +1,130 @@
+"""Config: the file's sections, devices and sinks as forms; validated and applied by the daemon, comments kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+
+from tui import config_edit
+from tui.screens.base import EdgeScreen
+
+READ_ONLY_KEYS = frozenset({"name", "driver", "type"})  # identity keys: change them by adding a new table
+
+
+class ConfigScreen(EdgeScreen):
+    """Left: what can be edited. Right: its keys. ctrl+s sends the edited file to the daemon (PUT /v1/config)."""
+
+    DEFAULT_CSS = """
+    ConfigScreen #tables { width: 26; height: 1fr; }
+    ConfigScreen #form { width: 1fr; height: 1fr; padding: 0 1; }
+    ConfigScreen .field { height: auto; }
+    ConfigScreen .field Label { width: 16; padding: 1 1 0 0; }
+    ConfigScreen .field Input { width: 1fr; }
+    ConfigScreen #result { height: auto; max-height: 8; padding: 0 1; }
+    """
+    BINDINGS = [Binding("ctrl+s", "apply", "Apply"), Binding("f5", "reload_file", "Re-read file")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = ""
+        self.path = ""
+        self.entries: list[tuple[str, str, dict[str, Any]]] = []
+        self.current: tuple[str, str, dict[str, Any]] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Horizontal():
+            yield DataTable(id="tables", cursor_type="row", show_header=False)
+            yield VerticalScroll(id="form")
+        yield Static(id="result")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one("#tables", DataTable).add_column("table", key="table")
+        await self.action_reload_file()
+
+    async def action_reload_file(self) -> None:
+        """Fetch the file from the daemon and list its tables."""
+        from tui.app import DaemonError
+
+        result = self.query_one("#result", Static)
+        try:
+            doc = await self.edge.call("GET", "/v1/config")
+            self.text, self.path = doc["text"], doc["path"]
+            self.entries = config_edit.tables(self.text)
+        except (DaemonError, config_edit.EditError) as e:
+            result.update(f"[red]{e}[/]")
+            return
+        table = self.query_one("#tables", DataTable)
+        selected = self.current[:2] if self.current else None
+        table.clear()
+        for kind, name, _ in self.entries:
+            table.add_row(f"[{kind}] {name}" if kind != "section" else f"[{name}]", key=f"{kind}:{name}")
+        index = next((i for i, e in enumerate(self.entries) if e[:2] == selected), 0)
+        table.move_cursor(row=index)
+        await self._show(index)
+        result.update(f"{self.path} · select a table, edit, ctrl+s applies (validated, reloaded, backup kept)")
+
+    async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "tables":
+            await self._show(event.cursor_row)
+
+    async def _show(self, index: int) -> None:
+        if not 0 <= index < len(self.entries):
+            return
+        entry = self.entries[index]
+        if self.current is not None and self.current[:2] == entry[:2] and self.query("#form Input"):
+            return
+        self.current = entry
+        form = self.query_one("#form", VerticalScroll)
+        await form.remove_children()
+        kind, name, values = entry
+        fields: list[Any] = [Label(f"[b]{'[' + name + ']' if kind == 'section' else kind + ' ' + name}[/]")]
+        for key, value in values.items():
+            field_input = Input(config_edit.value_text(value), id=f"field-{key}",
+                                disabled=kind != "section" and key in READ_ONLY_KEYS)
+            fields.append(Horizontal(Label(key), field_input, classes="field"))
+        if not values:
+            fields.append(Label("(no keys in the file: defaults apply)"))
+        await form.mount_all(fields)
+
+    def edited(self) -> dict[str, Any]:
+        """The form's keys whose text differs from the file, as values of the same kind."""
+        if self.current is None:
+            return {}
+        out: dict[str, Any] = {}
+        for key, old in self.current[2].items():
+            text = self.query_one(f"#field-{key}", Input).value
+            if text != config_edit.value_text(old):
+                out[key] = config_edit.value_from_text(text, old)
+        return out
+
+    async def action_apply(self) -> None:
+        """Write the edited keys into the file's text (tomlkit) and PUT it: the daemon validates and reloads."""
+        from tui.app import DaemonError
+
+        result = self.query_one("#result", Static)
+        changes = self.edited()
+        if self.current is None or not changes:
+            result.update("nothing changed")
+            return
+        kind, name, _ = self.current
+        try:
+            text = config_edit.set_values(self.text, kind, name, changes)
+            await self.edge.call("PUT", "/v1/config", {"text": text})
+        except config_edit.EditError as e:
+            result.update(f"[red]{e}[/]")
+            return
+        except DaemonError as e:
+            lines = e.problems or [str(e)]
+            result.update("[b red]refused, nothing changed:[/]\n" + "\n".join(lines))
+            return
+        changed = ", ".join(f"{k} = {config_edit.value_text(v)}" for k, v in changes.items())
+        self.current = None
+        await self.action_reload_file()
+        result.update(f"[green]applied and reloaded: {changed}[/] (previous file kept as {self.path}.bak)")
+        await self.edge.refresh_state()

@@ -1,0 +1,103 @@
+"""Events and dead letters: the daemon's event log, and batches a sink gave up on, with replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Static
+
+from tui.screens.base import EdgeScreen
+
+EVENTS_SHOWN = 200
+
+
+class EventsScreen(EdgeScreen):
+    """Newest events first; below, dead letters. `p` replays the selected dead letter, `x` discards it."""
+
+    DEFAULT_CSS = """
+    EventsScreen .heading { text-style: bold; color: $accent; padding: 0 1; }
+    EventsScreen #events { height: 1fr; }
+    EventsScreen #dead { height: auto; max-height: 8; }
+    EventsScreen #dead-status { height: auto; padding: 0 1; }
+    """
+    BINDINGS = [Binding("p", "replay", "Replay"), Binding("x", "discard", "Discard"),
+                Binding("g", "fetch", "Refresh")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict[str, Any]] = []
+        self.letters: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static("Events (newest first)", classes="heading")
+        yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+        yield Static("Dead letters", classes="heading")
+        yield DataTable(id="dead", cursor_type="row")
+        yield Static(id="dead-status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one("#events", DataTable).add_columns("Time (UTC)", "Kind", "Message")
+        self.query_one("#dead", DataTable).add_columns("Id", "Sink", "Seq", "Count", "Error")
+        await self.action_fetch()
+
+    async def update_view(self) -> None:
+        await self.action_fetch()
+
+    async def action_fetch(self) -> None:
+        from tui.app import DaemonError
+
+        try:
+            total = await self.edge.call("GET", "/v1/events?limit=1000")
+            letters = (await self.edge.call("GET", "/v1/dead-letters"))["dead_letters"]
+        except DaemonError as err:
+            self.query_one("#dead-status", Static).update(f"[red]{err}[/]")
+            return
+        events = list(reversed(total["events"]))[:EVENTS_SHOWN]
+        if [e["id"] for e in events] != [e["id"] for e in self.events]:
+            self.events = events
+            table = self.query_one("#events", DataTable)
+            table.clear()
+            for e in events:
+                table.add_row(e["ts"][:19].replace("T", " "), e["kind"], e["message"], key=str(e["id"]))
+        if [x["id"] for x in letters] != [x["id"] for x in self.letters]:
+            self.letters = letters
+            dead = self.query_one("#dead", DataTable)
+            dead.clear()
+            for x in letters:
+                dead.add_row(str(x["id"]), x["sink"], f"{x['first_seq']}..{x['last_seq']}", str(x["count"]),
+                             x["error"], key=str(x["id"]))
+            if not letters:
+                dead.add_row("", "(none)", "", "", "", key="none")
+
+    def _selected_letter(self) -> dict[str, Any] | None:
+        dead = self.query_one("#dead", DataTable)
+        if not self.letters or dead.cursor_row >= len(self.letters):
+            return None
+        return self.letters[dead.cursor_row]
+
+    async def action_replay(self) -> None:
+        await self._act("POST", "replay", "replayed through its sink")
+
+    async def action_discard(self) -> None:
+        await self._act("DELETE", "", "discarded")
+
+    async def _act(self, method: str, suffix: str, done: str) -> None:
+        from tui.app import DaemonError
+
+        status = self.query_one("#dead-status", Static)
+        letter = self._selected_letter()
+        if letter is None:
+            status.update("no dead letter selected")
+            return
+        path = f"/v1/dead-letters/{letter['id']}" + (f"/{suffix}" if suffix else "")
+        try:
+            await self.edge.call(method, path)
+        except DaemonError as e:
+            status.update(f"[b red]dead letter {letter['id']} not {done.split()[0]}:[/] {e}")
+            return
+        status.update(f"[green]dead letter {letter['id']} ({letter['count']} readings) {done}[/]")
+        await self.action_fetch()
