@@ -155,10 +155,12 @@ class SharedScanner:
     async def _start(self) -> None:
         from bleak import BleakScanner
 
-        kwargs: dict[str, Any] = {"detection_callback": self._on_advert}
+        # DuplicateData: report every advert, not only changed ones, so a sensor sending a constant payload
+        # with a steady RSSI is still heard (staleness depends on it).
+        bluez: dict[str, Any] = {"filters": {"DuplicateData": True}}
         if self.adapter is not None:
-            kwargs["bluez"] = {"adapter": self.adapter}
-        scanner = BleakScanner(**kwargs)
+            bluez["adapter"] = self.adapter
+        scanner = BleakScanner(detection_callback=self._on_advert, bluez=bluez)  # type: ignore[arg-type]
         try:
             async with asyncio.timeout(SCANNER_START_TIMEOUT):
                 await scanner.start()
