@@ -1,0 +1,90 @@
+"""Config keys of OPC-UA devices and points: what is accepted, and the messages for what is not."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from asyncua import ua
+from pydantic import ValidationError
+
+from drivers.opcua.config import OpcuaDevice, OpcuaPoint, parse_security
+from drivers.opcua.paths import resolve_pki_dir
+from drivers.opcua.values import plain_value, quality_of, status_name
+
+
+def dev(**kw: Any) -> OpcuaDevice:
+    return OpcuaDevice.model_validate({"name": "d", "driver": "opcua", "url": "opc.tcp://h:4840", **kw})
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("None", None),
+    ("Basic256Sha256,SignAndEncrypt", ("Basic256Sha256", "SignAndEncrypt")),
+    ("Aes128_Sha256_RsaOaep,Sign", ("Aes128_Sha256_RsaOaep", "Sign")),
+])
+def test_security_strings(text: str, parsed: Any) -> None:
+    assert parse_security(text) == parsed
+    assert dev(security=text).security_policy == parsed
+
+
+@pytest.mark.parametrize("bad", ["Basic256Sha256", "Basic128Rsa15,Sign", "Basic256Sha256,Encrypt", ""])
+def test_bad_security_strings_name_the_choices(bad: str) -> None:
+    with pytest.raises(ValidationError, match="Basic256Sha256, Aes128_Sha256_RsaOaep"):
+        dev(security=bad)
+
+
+@pytest.mark.parametrize("node", ["ns=2;s=Line1.Temp", "ns=3;i=1001", "i=85", "nsu=urn:x:y;s=A.B",
+                                  "ns=2;g=09087e75-8e5e-499b-954f-f2a9603db28a", "ns=1;b=M/RbKBsRVkePCePcx24oRA=="])
+def test_node_ids(node: str) -> None:
+    assert OpcuaPoint(name="p", node=node).node == node
+
+
+def test_point_address_rules() -> None:
+    with pytest.raises(ValidationError, match="node id like"):
+        OpcuaPoint(name="p", node="Line1.Temp")
+    with pytest.raises(ValidationError, match="exactly one of 'node' or 'browse_path'"):
+        OpcuaPoint(name="p")
+    with pytest.raises(ValidationError, match="exactly one of 'node' or 'browse_path'"):
+        OpcuaPoint(name="p", node="i=85", browse_path="2:A")
+    with pytest.raises(ValidationError, match="deadband_type"):
+        OpcuaPoint(name="p", node="i=85", server_deadband=1)
+    with pytest.raises(ValidationError, match="<= 100"):
+        OpcuaPoint(name="p", node="i=85", deadband_type="percent", server_deadband=150)
+
+
+def test_device_rules_and_mode_picks_the_class() -> None:
+    with pytest.raises(ValidationError, match=r"opc\.tcp://"):
+        dev(url="http://h")
+    with pytest.raises(ValidationError, match="password needs username"):
+        dev(password="x")
+    with pytest.raises(ValidationError, match="one user token"):
+        dev(username="u", user_certificate="c.der", user_private_key="k.pem")
+    assert dev().driver_class.endswith("OpcuaSubscribeDriver")
+    assert dev(mode="poll").driver_class.endswith("OpcuaPollDriver")
+
+
+def test_pki_dir_is_resolved_against_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("EDGE_DATA_DIR", str(tmp_path))
+    assert resolve_pki_dir("pki/opcua") == tmp_path / "pki" / "opcua"
+    assert resolve_pki_dir("/abs/pki") == tmp_path.__class__("/abs/pki")
+    monkeypatch.delenv("EDGE_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_pki_dir(None) == tmp_path / "pki" / "opcua"
+
+
+def test_status_codes_to_quality() -> None:
+    assert quality_of(ua.StatusCode(ua.StatusCodes.Good)) == "good"
+    assert quality_of(ua.StatusCode(ua.StatusCodes.UncertainInitialValue)) == "uncertain"
+    assert quality_of(ua.StatusCode(ua.StatusCodes.BadCommunicationError)) == "bad"
+    assert status_name(ua.StatusCode(ua.StatusCodes.BadCommunicationError)) == "BadCommunicationError"
+    assert status_name(ua.StatusCodes.GoodClamped | 0x0400) == "GoodClamped"  # info bits ignored
+
+
+def test_plain_values() -> None:
+    assert plain_value(math.nan) == "nan" and plain_value(-math.inf) == "-inf"
+    assert plain_value(b"\x01\xff") == "01ff"
+    assert plain_value(ua.LocalizedText("hello", "en")) == "hello"
+    assert plain_value(ua.QualifiedName("Temp", 2)) == "2:Temp"
+    assert plain_value(ua.NodeId("X", 2)) == "ns=2;s=X"
+    assert plain_value([[1, 2], [3, 4]]) == [[1, 2], [3, 4]]
