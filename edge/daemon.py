@@ -244,9 +244,10 @@ class Daemon:
             if old_sinks.get(name) != s:
                 self._start_sink(s)
         self.reloads += 1
-        changed = sorted(set(old_devices.items()) ^ set(new_devices.items()), key=str)
+        changed = sorted(n for n in old_devices.keys() | new_devices.keys()
+                         if old_devices.get(n) != new_devices.get(n))
         await self.store.add_event("reloaded", f"config reloaded ({len(new.devices)} devices, {len(new.sinks)} sinks)",
-                                   {"changed_devices": sorted({n for n, _ in changed})})
+                                   {"changed_devices": changed})
         return []
 
     async def write(self, device: str, point: str, value: Any, source: str = "api") -> Any:

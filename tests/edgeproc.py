@@ -30,7 +30,8 @@ def write_config(folder: Path, body: str, *, edge_id: str = "test", port: int | 
     folder.mkdir(parents=True, exist_ok=True)
     data = data_dir or folder / "data"
     text = (f'[edge]\nid = "{edge_id}"\ndata_dir = "{data}"\n\n'
-            f'[store]\ncommit_interval = "50ms"\n{store}\n'
+            f'[store]\n{"" if "commit_interval" in store else "commit_interval = " + chr(34) + "50ms" + chr(34)}\n'
+            f'{store}\n'
             f'[api]\nlisten = "127.0.0.1:{port if port is not None else free_port()}"\n\n'
             f'[discovery]\nadvertise = false\n\n{body}')
     path = folder / "edge.toml"

@@ -35,6 +35,8 @@ class SimulatorDevice(DeviceConfig):
     point: list[SimulatorPoint] = Field(default_factory=default_points)  # type: ignore[assignment]
     points: int = Field(default=0, ge=0, le=100_000)  # add this many generated sine points (benchmarks)
     seed: int | None = None
+    poll_delay: Duration = 0.0  # each poll takes this long (to exercise overruns and backpressure)
+    crash_every: int = Field(default=0, ge=0)  # every Nth poll raises (to exercise supervision; 0 = never)
 
     @field_validator("point")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -26,9 +27,13 @@ class SimulatorDriver(Driver):
         self._start = time.time()
 
     async def poll(self) -> list[Reading]:
-        now = time.time()
         self._polls += 1
         n = self._polls
+        if self.config.poll_delay:
+            await asyncio.sleep(self.config.poll_delay)
+        if self.config.crash_every and n % self.config.crash_every == 0:
+            raise RuntimeError(f"simulated driver crash at poll {n}")
+        now = time.time()
         name = self.config.name
         out = []
         for p in self.points:

@@ -134,7 +134,7 @@ async def put_cursor(request: web.Request) -> web.Response:
         raise BadParameter("seq", f"seq: expected an integer >= 0, found {json.dumps(seq)[:40]}")
     store = store_of(request)
     if seq > store.durable_seq:
-        raise BadParameter("seq", f"seq: expected at most the newest seq {store.durable_seq}, found {seq}")
+        return error(409, f"seq: expected at most the newest seq {store.durable_seq}, found {seq}", "seq")
     existing = await store.run_read(lambda s: s.cursor_sync(name))
     if existing is not None and name in daemon_of(request).sinks:
         raise BadParameter("consumer", f"consumer: {name!r} is a sink's cursor; pick another consumer name")
@@ -266,7 +266,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 @routes.post("/v1/dead-letters/{id}/replay")
 async def replay_dead_letter(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not raw.isdigit() or int(raw) > MAX_SEQ:
         raise BadParameter("id", f"id: expected a dead letter id (integer), found {raw[:40]!r}")
     ident = int(raw)
     store = store_of(request)
@@ -290,7 +290,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
 @routes.delete("/v1/dead-letters/{id}")
 async def delete_dead_letter(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not raw.isdigit() or int(raw) > MAX_SEQ:
         raise BadParameter("id", f"id: expected a dead letter id (integer), found {raw[:40]!r}")
     if not await store_of(request).delete_dead_letter(int(raw)):
         return error(404, f"no dead letter with id {raw}", "id")
@@ -301,7 +301,8 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     problems = await daemon_of(request).reload()
     if problems:
-        return web.json_response({"reloaded": False, "problems": problems}, status=400)
+        return web.json_response({"error": "reload refused: " + "; ".join(problems), "reloaded": False,
+                                  "problems": problems}, status=422)
     return web.json_response({"reloaded": True})
 
 
@@ -329,12 +330,13 @@ async def put_config(request: web.Request) -> web.Response:
     try:
         parse_text(text, str(path))
     except ConfigError as e:
-        return web.json_response({"error": "config refused", "problems": [str(p) for p in e.problems]},
-                                 status=400)
+        return web.json_response({"error": "config refused: " + "; ".join(str(p) for p in e.problems),
+                                  "problems": [str(p) for p in e.problems]}, status=422)
     await asyncio.get_running_loop().run_in_executor(None, _replace_file, path, text)
     problems = await d.reload()
     if problems:
-        return web.json_response({"error": "reload refused", "problems": problems}, status=400)
+        return web.json_response({"error": "reload refused: " + "; ".join(problems), "problems": problems},
+                                 status=422)
     return web.json_response({"path": str(path), "reloaded": True})
 
 

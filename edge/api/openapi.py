@@ -24,7 +24,8 @@ def _op(summary: str, ok: dict[str, Any], *codes: int, params: list[dict[str, An
     responses: dict[str, Any] = {"200": ok}
     texts = {400: "Bad parameter (the error names it)", 401: "Missing or invalid token",
              403: "Not allowed (point not writable)", 404: "Not found", 409: "Conflict with current state",
-             413: "Body too large", 502: "Delivery through the sink failed"}
+             413: "Body too large", 422: "The config is invalid (problems listed)",
+             502: "Delivery through the sink failed"}
     for code in ((*codes, 401) if not public else codes):
         responses[str(code)] = _err(texts[code])
     op: dict[str, Any] = {"summary": summary, "responses": responses}
@@ -100,7 +101,7 @@ def document() -> dict[str, Any]:
                 "parameters": [_path_param("consumer", NAME)],
                 "put": _op("Record that a consumer has every reading <= seq (registers it)", _ok({
                     "type": "object", "required": ["consumer", "seq"],
-                    "properties": {"consumer": {"type": "string"}, "seq": SEQ}}), 400, 413,
+                    "properties": {"consumer": {"type": "string"}, "seq": SEQ}}), 400, 409, 413,
                     body={"type": "object", "required": ["seq"], "properties": {"seq": SEQ}}),
                 "delete": _op("Unregister a consumer (its cursor no longer holds readings)", _ok({
                     "type": "object", "required": ["consumer", "removed"],
@@ -142,16 +143,17 @@ def document() -> dict[str, Any]:
                 "properties": {"dead_letters": {"type": "array", "items": obj}}}),
                 params=[_query("sink", {"type": "string"}, "only this sink's")])},
             "/v1/dead-letters/{id}": {
-                "parameters": [_path_param("id", {"type": "integer", "minimum": 0})],
+                "parameters": [_path_param("id", SEQ)],
                 "delete": _op("Discard a dead letter", _ok(obj), 400, 404)},
             "/v1/dead-letters/{id}/replay": {
-                "parameters": [_path_param("id", {"type": "integer", "minimum": 0})],
+                "parameters": [_path_param("id", SEQ)],
                 "post": _op("Deliver a dead letter again through its sink", _ok(obj), 400, 404, 409, 502)},
-            "/v1/reload": {"post": _op("Re-read the config file and apply it", _ok(obj), 400)},
+            "/v1/reload": {"post": _op("Re-read the config file and apply it", _ok(obj), 422)},
             "/v1/config": {"get": _op("The config file's text", _ok({
                 "type": "object", "required": ["path", "text"],
                 "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}), 409),
-                "put": _op("Replace the config file (validated; previous kept as .bak) and reload", _ok(obj), 400, 413,
+                "put": _op("Replace the config file (validated; previous kept as .bak) and reload", _ok(obj),
+                           400, 413, 422,
                            body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "Prometheus text format",

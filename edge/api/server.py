@@ -47,7 +47,11 @@ def build_app(daemon: Daemon, check: tokens.TokenCheck) -> web.Application:
             return error(413, f"body: expected at most {daemon.config.api.max_body} bytes")
         except web.HTTPException as e:
             if e.status >= 400:
-                return error(e.status, e.reason)
+                resp = error(e.status, e.reason)
+                for header in ("Allow", "Retry-After"):
+                    if header in e.headers:
+                        resp.headers[header] = e.headers[header]
+                return resp
             raise
         except Exception:
             log.exception("API %s %s failed", request.method, request.path)
