@@ -8,8 +8,8 @@ from typing import Any
 from drivers.ble.parsers import Advert, Decoded
 from drivers.ble.parsers.bthome import parse_bthome
 from drivers.ble.parsers.ruuvi import parse_ruuvi
-from drivers.ble.scanner import shared_scanner
-from drivers.ble.uuids import short_uuid
+from drivers.ble.scanner import AdvertFilter, shared_scanner
+from drivers.ble.uuids import normalize_uuid, short_uuid
 
 
 def recognise(advert: Advert) -> Decoded | None:
@@ -43,14 +43,23 @@ def describe(advert: Advert, adapter: str | None = None) -> dict[str, Any]:
     return entry
 
 
-async def scan(timeout: float, adapter: str | None = None) -> list[dict[str, Any]]:
-    """Devices heard within `timeout` seconds, strongest first. Raises BleUnavailable with the reason and fix."""
+async def scan(timeout: float, adapter: str | None = None, *, name: str | None = None,
+               service_uuid: str | None = None) -> list[dict[str, Any]]:
+    """Devices heard within `timeout` seconds, strongest first. Raises BleUnavailable with the reason and fix.
+
+    Args:
+        timeout: seconds to listen.
+        adapter: "hci0", …; None for BlueZ's default adapter.
+        name: only devices whose advertised name matches this glob, e.g. "ATC_*".
+        service_uuid: only devices advertising this service UUID ("fcd2" or the full form).
+    """
     latest: dict[str, Advert] = {}
 
     def heard(advert: Advert) -> None:
         latest[advert.address] = advert
 
-    sub = await shared_scanner(adapter).subscribe(heard)
+    where = AdvertFilter(name=name, service_uuid=normalize_uuid(service_uuid) if service_uuid else None)
+    sub = await shared_scanner(adapter).subscribe(heard, where)
     try:
         await asyncio.sleep(timeout)
     finally:

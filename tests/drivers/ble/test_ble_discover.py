@@ -53,6 +53,16 @@ async def test_scan_lists_devices_strongest_first_with_decoded_values(bluez: Fak
     assert not shared_scanner("hci0").running
 
 
+async def test_scan_filters_by_name_and_service_uuid(bluez: FakeBluez) -> None:
+    populate(bluez)
+    for keys, expected in (({"name": "Ruuvi *"}, ["CB:B8:33:4C:88:4F"]),
+                           ({"service_uuid": "FCD2"}, ["54:48:E6:8F:80:A5"])):
+        task = asyncio.create_task(scan(0.3, **keys))  # type: ignore[arg-type]
+        await wait_until(lambda: shared_scanner(None).running, what="the scan")
+        advertise_all(bluez)
+        assert [d["address"] for d in await task] == expected
+
+
 @pytest.mark.slow
 def test_edge_discover_ble_command(bluez: FakeBluez, system_bus: PrivateSystemBus) -> None:
     populate(bluez)
