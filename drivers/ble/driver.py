@@ -21,6 +21,7 @@ from drivers.ble.parsers.bthome import parse_bthome
 from drivers.ble.parsers.raw import RawField, parse_raw
 from drivers.ble.parsers.ruuvi import parse_ruuvi
 from drivers.ble.scanner import AdvertFilter, shared_scanner
+from drivers.ble.uuids import short_uuid
 from edge.quantities import format_duration
 from edge.reading import GOOD, Reading
 
@@ -214,7 +215,7 @@ class _GattDriver(Driver):
                 except LinkDown as e:
                     raw[p.uuid] = str(e)
                 except TimeoutError:
-                    raw[p.uuid] = f"read of {p.uuid} timed out after {format_duration(self.ble.timeout)}"
+                    raw[p.uuid] = f"read of {short_uuid(p.uuid)} timed out after {format_duration(self.ble.timeout)}"
                 except self._errors as e:
                     raw[p.uuid] = explain(e, self.ble.adapter)
             out.append(self._reading(p, raw[p.uuid], ts))
@@ -232,7 +233,7 @@ class _GattDriver(Driver):
         try:
             return Reading(self.name, p.name, _decode_point(p, data), ts, GOOD, None, p.unit)
         except FieldError as e:
-            return Reading.bad(self.name, p.name, f"{p.uuid}: {e}", ts, p.unit)
+            return Reading.bad(self.name, p.name, f"{short_uuid(p.uuid or '')}: {e}", ts, p.unit)
 
     async def write(self, point: str, value: Any) -> Any:
         """Write an engineering value (scale/offset undone) and return the engineering value read back."""
@@ -256,7 +257,8 @@ class _GattDriver(Driver):
             except LinkDown as e:
                 raise WriteError(f"{self.name}: not connected: {e}") from e
             except self._errors as e:
-                raise WriteError(f"{self.name}: write to {p.uuid} failed: {explain(e, self.ble.adapter)}") from e
+                raise WriteError(f"{self.name}: write to {short_uuid(p.uuid)} failed: "
+                                 f"{explain(e, self.ble.adapter)}") from e
             finally:
                 await self._after_use()
         return _engineering(p, back) if back is not None else value

@@ -190,3 +190,18 @@ async def test_notify_devices_beyond_the_limit_wait_for_a_freed_slot(bluez: Fake
         bluez.go_away(leaving.ble.address)  # its slot goes to the device that waited
         await wait_until(lambda: sink.good(waiting.name, "temperature"), what="the waiting device connected")
         assert sum(bluez.connected(m) for m in macs) == 2
+
+
+async def test_a_missing_characteristic_is_a_bad_point_not_a_bad_device(bluez: FakeBluez) -> None:
+    instrument(bluez)
+    drv = make_driver(name="meter", mode="gatt", address=MAC, point=[
+        POINTS[0], {"name": "ghost", "uuid": "ffee", "type": "uint8"},
+        {"name": "short", "uuid": HUMIDITY, "type": "uint32"}])
+    poll = asyncio.create_task(drv.poll())
+    await advertise_when_scanning(bluez, MAC)
+    readings = {r.point: r for r in await poll}
+    assert readings["temperature"].value == 3408
+    assert readings["ghost"].quality == "bad" and "ffee" in (readings["ghost"].error or "").lower()
+    assert readings["short"].error == "2a6f: uint32 at byte 0 needs 4 bytes, the data has 2"
+    assert drv.status.state == "degraded"
+    await drv.stop()
