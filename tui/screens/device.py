@@ -34,14 +34,14 @@ def parse_point_spec(text: str) -> dict[str, Any] | None:
     return spec
 
 
-class TestReadScreen(ModalScreen[None]):
+class ReadNowScreen(ModalScreen[None]):
     """Read the device now: its configured points, or any register/node typed as key=value pairs."""
 
     DEFAULT_CSS = """
-    TestReadScreen { align: center middle; }
-    TestReadScreen > Vertical { width: 76; height: auto; max-height: 22; border: thick $accent; padding: 0 1;
+    ReadNowScreen { align: center middle; }
+    ReadNowScreen > Vertical { width: 76; height: auto; max-height: 22; border: thick $accent; padding: 0 1;
                                 background: $surface; }
-    TestReadScreen #result { height: auto; max-height: 12; }
+    ReadNowScreen #result { height: auto; max-height: 12; }
     """
     BINDINGS = [Binding("escape", "dismiss", "Close")]
 
@@ -242,7 +242,7 @@ class DeviceScreen(EdgeScreen):
         self._show_trend()
 
     def action_test_read(self) -> None:
-        self.app.push_screen(TestReadScreen(self.device))
+        self.app.push_screen(ReadNowScreen(self.device))
 
     def action_write(self) -> None:
         point = self._selected_point()
