@@ -1,0 +1,261 @@
+"""Disk full: a real daemon whose store lives on a small tmpfs polls a fast simulator until the disk is full.
+
+Checked through the public surface (pull API, /metrics, /v1/events) and then in the store file itself: the
+daemon keeps answering, raises the store_full event and the edge_store_full metric, applies full_policy
+(drop_oldest drops the oldest readings, reject_new refuses new ones), resumes when the tmpfs is made larger,
+PRAGMA integrity_check stays ok, and every reading that went missing is counted. Also max_bytes retention
+without disk pressure, and the store alone on a disk that another program filled to the last byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edgeproc import EdgeProcess, write_config
+from faults.mounts import MiB, free_bytes, resize_tmpfs, tmpfs
+
+from edge.reading import Reading
+from edge.store import Store, StoreOptions
+
+pytestmark = pytest.mark.slow
+
+SMALL_DISK = 12 * MiB  # the tmpfs: spare file (4 MiB) + low-water mark (2 MiB) + a few MiB of readings
+BIG_DISK = 96 * MiB  # after "space frees"
+FILL_TIMEOUT = 60.0  # s until the simulator has filled SMALL_DISK
+SETTLE_TIMEOUT = 20.0  # s for the daemon to report a state change
+FAST_SIMULATOR = """
+[[device]]
+name = "sim"
+driver = "simulator"
+interval = "10ms"
+points = 400
+"""
+
+
+def eventually(what: str, check: Callable[[], Any], timeout: float = SETTLE_TIMEOUT) -> Any:
+    """Poll check() until it returns something truthy; fail with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}")
+        time.sleep(0.1)
+
+
+def store_stats(edge: EdgeProcess) -> dict[str, Any]:
+    stats: dict[str, Any] = edge.get("/v1/stats")["store"]
+    return stats
+
+
+def metrics(edge: EdgeProcess) -> dict[str, float]:
+    """The Prometheus text as {'name{labels}': value}."""
+    out: dict[str, float] = {}
+    for line in str(edge.get("/metrics")).splitlines():
+        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def events(edge: EdgeProcess, kind: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = edge.get(f"/v1/events?kind={kind}&limit=1000")["events"]
+    return found
+
+
+def pull_seqs(edge: EdgeProcess, upto: int) -> list[int]:
+    """Every seq the pull API serves from the start up to `upto`, page by page."""
+    seqs: list[int] = []
+    after = 0
+    while after < upto:
+        page = edge.get(f"/v1/readings?after={after}&limit=10000")
+        seqs.extend(r["seq"] for r in page["readings"])
+        if page["next"] == after:
+            break
+        after = page["next"]
+    return [s for s in seqs if s <= upto]
+
+
+def dropped(counters: dict[str, int]) -> int:
+    return sum(v for k, v in counters.items() if k.startswith("dropped_"))
+
+
+def check_store_file(data_dir: Path) -> dict[str, int]:
+    """After the daemon stopped: integrity ok, seqs contiguous; returns the persisted counters and seq range."""
+    con = sqlite3.connect(data_dir / "store.sqlite")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        first, last, count = con.execute("SELECT min(seq), max(seq), count(*) FROM readings").fetchone()
+        assert count == last - first + 1, "seqs are not contiguous"
+        counters = dict(con.execute("SELECT name, value FROM counters").fetchall())
+    finally:
+        con.close()
+    return {"first": first, "last": last, **counters}
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "disk", SMALL_DISK) as mnt:
+        yield mnt
+
+
+def start_edge(tmp_path: Path, data_dir: Path, store: str, body: str = FAST_SIMULATOR) -> EdgeProcess:
+    config = write_config(tmp_path / "conf", body, data_dir=data_dir, store=store)
+    return EdgeProcess(config).start()
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "reject_new"])
+def test_full_disk_applies_policy_and_resumes(tmp_path: Path, small_disk: Path, policy: str) -> None:
+    data = small_disk / "data"
+    # max_bytes far above the disk: the disk is what fills up.
+    edge = start_edge(tmp_path, data, f'max_bytes = "1GiB"\nfull_policy = "{policy}"\n')
+    try:
+        eventually("the store reports full", lambda: store_stats(edge)["full"], FILL_TIMEOUT)
+        assert free_bytes(small_disk) < 8 * MiB
+        m = metrics(edge)
+        assert m["edge_store_full"] == 1.0
+        if policy == "drop_oldest":
+            eventually("oldest readings dropped", lambda: metrics(edge)['edge_readings_dropped_total{reason="full"}'])
+        else:
+            eventually("new readings refused",
+                       lambda: metrics(edge)['edge_readings_dropped_total{reason="rejected_full"}'])
+        [full_event] = events(edge, "store_full")
+        assert full_event["data"]["policy"] == policy
+
+        # Full for a while: the daemon keeps answering, and keeps applying the policy.
+        before = store_stats(edge)
+        time.sleep(2.0)
+        assert edge.get("/v1/health", auth=False)["status"] == "ok"
+        during = store_stats(edge)
+        assert during["full"]
+        if policy == "drop_oldest":
+            assert during["last_seq"] > before["last_seq"], "drop_oldest must keep storing new readings"
+            assert during["counters"]["dropped_full"] > before["counters"]["dropped_full"]
+            assert events(edge, "retention_drop"), "every drop is logged as an event"
+        else:
+            assert during["last_seq"] == before["last_seq"], "reject_new must not store new readings"
+            assert during["counters"]["rejected_full"] > before["counters"]["rejected_full"]
+            assert during["first_seq"] == 1 and "dropped_full" not in during["counters"]
+
+        # Space frees: the store leaves the full state and stores everything again.
+        resize_tmpfs(small_disk, BIG_DISK)
+        eventually("the store has room again", lambda: not store_stats(edge)["full"])
+        assert metrics(edge)["edge_store_full"] == 0.0
+        assert events(edge, "store_resumed")
+        resumed = store_stats(edge)
+        eventually("new readings stored", lambda: store_stats(edge)["last_seq"] > resumed["last_seq"] + 1000)
+        after = store_stats(edge)
+        assert after["counters"].get("dropped_full", 0) == resumed["counters"].get("dropped_full", 0)
+        assert after["counters"].get("rejected_full", 0) == resumed["counters"].get("rejected_full", 0)
+
+        # The pull API's view: what is missing from the start is exactly what was counted as dropped.
+        seqs = pull_seqs(edge, after["last_seq"])
+        assert seqs == list(range(seqs[0], after["last_seq"] + 1)), "seqs served are contiguous"
+        assert seqs[0] - 1 == dropped(store_stats(edge)["counters"])
+        if policy == "reject_new":
+            assert seqs[0] == 1
+    finally:
+        assert edge.stop() == 0, edge.log.read_text()[-3000:]
+    assert "Traceback" not in edge.log.read_text()
+
+    final = check_store_file(data)
+    assert final["readings_in"] == final["last"], "every stored reading has its seq, none skipped"
+    assert final["first"] - 1 == final.get("dropped_full", 0) + final.get("removed_acked", 0)
+    if policy == "drop_oldest":
+        assert final["dropped_full"] > 0
+    else:
+        assert final["rejected_full"] > 0 and final["first"] == 1
+
+
+def test_max_bytes_retention_drops_are_counted_and_logged(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    edge = start_edge(tmp_path, data, 'max_bytes = "1MiB"\n')
+    try:
+        eventually("max_bytes retention", lambda: store_stats(edge)["counters"].get("dropped_max_bytes", 0) > 0,
+                   FILL_TIMEOUT)
+        eventually("a second retention pass", lambda: len(events(edge, "retention_drop")) >= 2)
+        stats = store_stats(edge)
+        seqs = pull_seqs(edge, stats["last_seq"])
+        assert seqs[0] >= stats["first_seq"]
+        assert seqs == list(range(seqs[0], stats["last_seq"] + 1))
+        assert not stats["full"]
+    finally:
+        assert edge.stop() == 0
+    final = check_store_file(data)
+    assert final["first"] - 1 == final["dropped_max_bytes"]
+    assert final["readings_in"] == final["last"]
+    con = sqlite3.connect(data / "store.sqlite")
+    try:
+        logged = con.execute("SELECT data FROM events WHERE kind = 'retention_drop'").fetchall()
+    finally:
+        con.close()
+    drops = [json.loads(d) for (d,) in logged]
+    assert all(d["reason"] == "max_bytes" for d in drops)
+    assert sum(d["count"] for d in drops) == final["dropped_max_bytes"], "every drop is in an event"
+    # The drops are contiguous ranges from seq 1 on.
+    assert [d["first_seq"] for d in drops] == [1] + [d["last_seq"] + 1 for d in drops[:-1]]
+
+
+def fill(path: Path) -> None:
+    """Another program takes the last byte of the disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for chunk in (MiB, 64 * 1024, 4096, 512):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "reject_new"])
+def test_disk_filled_by_another_program(tmp_path: Path, policy: str) -> None:
+    """SQLITE_FULL itself: the spare file gives the store the room to drop (or to refuse) and to checkpoint."""
+    with tmpfs(tmp_path / "disk", 16 * MiB) as disk:
+        store = Store.open(disk / "data", StoreOptions(full_policy=policy, commit_interval=0.01))
+        try:
+            n = 0
+
+            def append(cycles: int) -> None:
+                nonlocal n
+                for _ in range(cycles):
+                    store.append_nowait([Reading("plc", f"p{j}", float(n + j), time.time()) for j in range(100)])
+                    n += 100
+                store.flush_sync()
+
+            append(300)
+            fill(disk / "hog")
+            assert free_bytes(disk) == 0
+            before = store.stats_sync()
+            append(300)
+            full = store.stats_sync()
+            assert full["full"]
+            if policy == "drop_oldest":
+                assert full["counters"]["dropped_full"] > 0
+                assert full["last_seq"] == before["last_seq"] + 30_000, "every new reading stored"
+            else:
+                assert full["counters"]["rejected_full"] > 0
+                assert full["last_seq"] + full["counters"]["rejected_full"] == before["last_seq"] + 30_000
+            assert [e.kind for e in store.events_sync(kind="store_full")] == ["store_full"]
+            (disk / "hog").unlink()
+            append(10)
+            store.maintain_sync()
+            resumed = store.stats_sync()
+            assert not resumed["full"] and resumed["last_seq"] == full["last_seq"] + 1000
+            assert (disk / "data" / "store.spare").exists(), "the spare file is back"
+        finally:
+            store.close()
+        final = check_store_file(disk / "data")
+        assert final["first"] - 1 == final.get("dropped_full", 0)
+        assert final["last"] + final.get("rejected_full", 0) == n
