@@ -64,7 +64,8 @@ def open_bus(config: ModbusDevice) -> Bus:
 class UnitHealth:
     """Whether a unit answers; while it does not, when to probe it next (exponential backoff)."""
 
-    def __init__(self, backoff: Backoff) -> None:
+    def __init__(self, name: str, backoff: Backoff) -> None:
+        self.name = name
         self.backoff = backoff
         self.responding = True
         self.next_probe = 0.0
@@ -79,6 +80,8 @@ class UnitHealth:
         return delay
 
     def answered(self) -> None:
+        if not self.responding:
+            log.info("%s: answering again (after: %s)", self.name, self.last_error)
         self.responding = True
         self.last_error = None
         self.backoff.reset()
@@ -95,7 +98,7 @@ class ModbusDriver(Driver):
     def __init__(self, config: ModbusDevice) -> None:
         super().__init__(config)
         self.plan: ReadPlan = plan_for(config)
-        self.health = UnitHealth(_backoff(config))
+        self.health = UnitHealth(config.name, _backoff(config))
         self._bus: Bus | None = None
         self._float_points = frozenset(p.name for p in config.point if p.type in FLOAT_TYPES)
         self.status.extra.update(

@@ -33,6 +33,8 @@ EXCEPTION_NAMES: dict[int, str] = {
     11: "gateway target device failed to respond",
 }
 GATEWAY_NO_RESPONSE = 11
+READ_FUNCTION_CODES: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+BITS_PER_BYTE = 8
 
 
 class LinkError(Exception):
@@ -127,9 +129,17 @@ class ModbusLink:
         }[table]
         what = f"reading {table} {address}..{address + count - 1} of unit {unit}"
         response = await self._execute(lambda: call(address, count=count, device_id=unit), timeout, what)
-        values: list[Any] = response.bits if table in ("coil", "discrete") else response.registers
-        if len(values) < count:
-            raise NoResponse(f"short response {what}: {len(values)} of {count} values")
+        # A late answer to an earlier request (RTU has no transaction id) must not pass for this one.
+        if response.function_code != READ_FUNCTION_CODES[table]:
+            raise NoResponse(f"mismatched response {what}: function code {response.function_code}")
+        if table in ("coil", "discrete"):
+            values: list[Any] = response.bits
+            ok = count <= len(values) < count + BITS_PER_BYTE
+        else:
+            values = response.registers
+            ok = len(values) == count
+        if not ok:
+            raise NoResponse(f"mismatched response {what}: {len(values)} values for {count}")
         return values[:count]
 
     async def write_registers(self, unit: int, address: int, values: Sequence[int], timeout: float) -> None:

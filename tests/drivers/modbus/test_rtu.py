@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tty
 from typing import Any
 
-from drivers.base import DEGRADED, UP
+from drivers.base import DEGRADED, DOWN, UP
 from drivers.modbus.config import ModbusRtuDevice
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.simserver import start_serial_simulator
@@ -77,3 +79,55 @@ async def test_rtu_unit_silent_then_back(pty_pair: PtyPair) -> None:
     finally:
         await d.stop()
         await server.stop()
+
+
+def crc16(frame: bytes) -> int:
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+async def test_rtu_crc_errors_are_bad_readings_that_say_so(pty_pair: PtyPair) -> None:
+    """A slave that answers with a corrupted CRC: the reading is bad and the error names the framing."""
+    fd = os.open(pty_pair.server_end, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd)
+    answers = 0
+
+    def on_request() -> None:
+        nonlocal answers
+        request = os.read(fd, 256)
+        if len(request) >= 8:  # FC 3 request: unit, 3, address, count, crc
+            payload = bytes([request[0], 3, 2, 0x12, 0x34])
+            crc = crc16(payload) ^ 0xFFFF  # deliberately wrong
+            os.write(fd, payload + crc.to_bytes(2, "little"))
+            answers += 1
+
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, on_request)
+    d = rtu(pty_pair.client_end, 1, [{"name": "x", "address": 0}], timeout=0.2, retries=0)
+    await d.start()
+    try:
+        (reading,) = await d.poll()
+    finally:
+        await d.stop()
+        loop.remove_reader(fd)
+        os.close(fd)
+    assert answers >= 1
+    assert reading.quality == BAD
+    assert "CRC or framing error" in (reading.error or ""), reading.error
+
+
+async def test_missing_serial_port_is_down_not_a_crash(tmp_path: Any) -> None:
+    d = rtu(str(tmp_path / "ttyUSB9"), 1, [{"name": "x", "address": 0}], backoff_initial="5s", backoff_max="5s")
+    await d.start()
+    try:
+        (first,) = await d.poll()
+        (second,) = await d.poll()
+    finally:
+        await d.stop()
+    assert first.quality == BAD and "cannot connect" in (first.error or "")
+    assert "next connect attempt" in (second.error or "")
+    assert d.status.state == DOWN
