@@ -103,10 +103,13 @@ def from_opcua(url: str, nodes: list[dict[str, Any]]) -> list[Finding]:
 
 def from_ble(found: dict[str, Any]) -> Finding:
     address = str(found.get("address", ""))
-    fmt = found.get("format") or "bthome"
-    detail = " ".join(f"{k}={v}" for k, v in found.items() if k not in ("address", "name"))
-    return Finding("ble", str(found.get("name") or address), address, detail,
-                   {"driver": "ble", "mode": "advertisement", "address": address, "format": fmt})
+    values = found.get("values") or {}
+    device = dict(found.get("device") or {"driver": "ble", "mode": "advertisement", "address": address,
+                                          "format": found.get("format") or "raw"})
+    points = [{"name": point_name(str(k)), "_seen": v} for k, v in values.items()][:MAX_CANDIDATE_POINTS]
+    detail = f"rssi {found.get('rssi')} {found.get('format') or 'unrecognised'} " + \
+        " ".join(f"{k}={v}" for k, v in values.items())
+    return Finding("ble", str(found.get("name") or address), address, detail.strip(), device, points)
 
 
 class Scanner:
