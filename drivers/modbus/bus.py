@@ -61,6 +61,7 @@ class Bus:
         self._silent = 0  # consecutive timeouts since any unit last answered
         self._last_done = 0.0
         self._lock = asyncio.Lock()
+        self.loop = _running_loop()
 
     def down_for(self, now: float | None = None) -> float:
         """Seconds until the next connect attempt while backing off, else 0."""
@@ -150,6 +151,13 @@ class Bus:
         self._reset(IDLE)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class BusRegistry:
     """Buses by key (endpoint or serial port): the first device opens one, the last one to leave closes it."""
 
@@ -158,6 +166,10 @@ class BusRegistry:
 
     def acquire(self, key: str, create: Callable[[], Bus]) -> Bus:
         bus = self._buses.get(key)
+        if bus is not None and bus.loop is not None and bus.loop is not _running_loop():
+            log.warning("%s: left open by an earlier event loop; starting it afresh", key)
+            bus.close()
+            bus = None
         if bus is None:
             bus = self._buses[key] = create()
         bus.users += 1

@@ -36,7 +36,7 @@ class ModbusPoint(PointConfig):
     word_order: Order = "big"
     byte_order: Order = "big"
     length: int = Field(default=0, ge=0)
-    bit: int | None = Field(default=None, ge=0, le=15)
+    bit: int | None = Field(default=None, ge=0, le=defaults.REGISTER_BITS - 1)
 
     @model_validator(mode="before")
     @classmethod
@@ -82,7 +82,7 @@ class ModbusDevice(DeviceConfig):
     """Keys shared by Modbus TCP and RTU devices: unit, retries, planner limits and pacing."""
 
     unit: int = Field(default=defaults.DEFAULT_UNIT, ge=0, le=defaults.MAX_TCP_UNIT)
-    retries: int = Field(default=defaults.DEFAULT_RETRIES, ge=0, le=10)
+    retries: int = Field(default=defaults.DEFAULT_RETRIES, ge=0, le=defaults.MAX_RETRIES)
     max_gap: int = Field(default=defaults.DEFAULT_MAX_GAP, ge=0)
     max_registers_per_read: int = Field(
         default=defaults.MAX_REGISTERS_PER_READ, ge=1, le=defaults.MAX_REGISTERS_PER_READ

@@ -15,6 +15,7 @@ MAX_ADDRESS: Final = 65535
 """Addresses are 16-bit, 0-based."""
 MAX_TCP_UNIT: Final = 255
 MAX_RTU_UNIT: Final = 247
+REGISTER_BITS: Final = 16
 
 # -- planner -------------------------------------------------------------------------------------------
 DEFAULT_MAX_GAP: Final = 8
@@ -25,6 +26,7 @@ DEFAULT_TCP_PORT: Final = 502
 DEFAULT_UNIT: Final = 1
 DEFAULT_RETRIES: Final = 1
 """Extra attempts after a timeout before a unit is declared not responding and backed off."""
+MAX_RETRIES: Final = 10
 DEFAULT_PAUSE_BETWEEN_REQUESTS: Final = 0.0
 """Seconds of silence on the bus before each request (on top of the RTU inter-frame gap)."""
 DEFAULT_BACKOFF_INITIAL: Final = 1.0
