@@ -24,7 +24,30 @@ def fail(message: str, code: int = EXIT_USER) -> NoReturn:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands that live beside their feature, imported only when used so that `edge run` stays lean.
+LAZY_COMMANDS = {
+    "keys": "edge.security_cli:keys",
+    "secrets": "edge.security_cli:secrets",
+    "verify": "edge.security_cli:verify",
+    "opcua": "drivers.opcua.cli:opcua",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose LAZY_COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge")
 def cli() -> None:
     """edge: poll field devices, store readings safely, deliver them at least once."""
@@ -333,16 +356,6 @@ def _parse_units(text: str) -> list[int]:
     return out
 
 
-def _add_security_commands() -> None:
-    """`edge keys`, `edge secrets` and `edge verify` (edge/security_cli.py)."""
-    from edge.security_cli import keys, secrets, verify
-
-    for command in (keys, secrets, verify):
-        cli.add_command(command)
-
-
-_add_security_commands()
-cli.add_command(importlib.import_module("drivers.opcua.cli").opcua)  # `edge opcua trust|rejected|trusted`
 
 
 def main() -> None:
