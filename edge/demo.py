@@ -13,6 +13,7 @@ import tomlkit
 from edge.config import Config, load_config
 
 DEMO_EDGE_ID = "demo"
+DEMO_MODBUS_REGISTERS = 64  # the demo devices use the first few; pymodbus's simulator costs memory per register
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -56,7 +57,7 @@ async def _start_modbus_simulator() -> tuple[Any, list[dict[str, Any]]]:
         from drivers.modbus import simserver
     except ImportError:
         return None, []
-    server = await simserver.start_simulator("127.0.0.1", 0)
+    server = await simserver.start_simulator("127.0.0.1", 0, registers=DEMO_MODBUS_REGISTERS)
     return server, simserver.demo_devices(server.port)
 
 
