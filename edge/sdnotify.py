@@ -1,16 +1,18 @@
-"""systemd's sd_notify protocol without a dependency: datagrams to $NOTIFY_SOCKET, and the watchdog period.
+"""systemd's sd_notify protocol without a dependency: datagrams to $NOTIFY_SOCKET, and the watchdog.
 
-`notify("READY=1")` after start-up, `notify("WATCHDOG=1")` while making progress, `notify("STOPPING=1")`
-on shutdown. Outside systemd (no NOTIFY_SOCKET) every call is a cheap no-op returning False.
+`notify("READY=1")` after start-up, `notify("STOPPING=1")` on shutdown; `Watchdog` sends `WATCHDOG=1` at
+half the period only when progress was reported since the last ping. Outside systemd (no NOTIFY_SOCKET)
+every call is a cheap no-op.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 
-__all__ = ["notify", "watchdog_period"]
+__all__ = ["Watchdog", "notify", "watchdog_period"]
 
 log = logging.getLogger("edge.sdnotify")
 
@@ -66,3 +68,33 @@ def watchdog_period() -> float | None:
     except ValueError:
         return None
     return value / USEC_PER_S if value > 0 else None
+
+
+class Watchdog:
+    """Pings systemd's watchdog at half its period, but only if `progress()` was called since the last ping.
+
+    Call `progress()` from the loop whose liveness matters (e.g. after each pipeline/store cycle); run
+    `run()` as a task. Without WATCHDOG_USEC (not under systemd, or no WatchdogSec=) `run()` returns at once.
+    """
+
+    def __init__(self, period: float | None = None) -> None:
+        self.period = period if period is not None else watchdog_period()
+        self._progressed = True  # start-up itself counts as progress
+        self.pings = 0
+
+    def progress(self) -> None:
+        """Record that the pipeline moved."""
+        self._progressed = True
+
+    async def run(self) -> None:
+        """Ping until cancelled."""
+        if not self.period:
+            return
+        while True:
+            await asyncio.sleep(self.period / 2)
+            if self._progressed:
+                self._progressed = False
+                if notify("WATCHDOG=1"):
+                    self.pings += 1
+            else:
+                log.warning("no pipeline progress for %.1f s: not pinging the watchdog", self.period / 2)

@@ -63,3 +63,36 @@ def test_watchdog_period(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     monkeypatch.setenv("WATCHDOG_USEC", "junk")
     assert watchdog_period() is None
+
+
+async def test_watchdog_pings_only_while_progress_is_reported(notify_socket: socket.socket) -> None:
+    import asyncio
+
+    from edge.sdnotify import Watchdog
+
+    notify_socket.setblocking(False)
+    dog = Watchdog(period=0.2)
+    task = asyncio.ensure_future(dog.run())
+    try:
+        for _ in range(4):  # progressing: one ping per half period
+            dog.progress()
+            await asyncio.sleep(0.1)
+        got = []
+        while True:
+            try:
+                got.append(notify_socket.recv(64))
+            except BlockingIOError:
+                break
+        assert got and set(got) == {b"WATCHDOG=1"}
+        pings = dog.pings
+        await asyncio.sleep(0.5)  # stalled: no progress, no pings
+        assert dog.pings <= pings + 1  # at most the one for progress made just before the stall
+    finally:
+        task.cancel()
+
+
+async def test_watchdog_without_systemd_returns_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.sdnotify import Watchdog
+
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    await Watchdog().run()
