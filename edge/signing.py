@@ -45,8 +45,10 @@ class PublicKeyError(ValueError):
 def canonical_bytes(payload: dict[str, Any]) -> bytes:
     """Return the bytes that are signed: the payload without `sig` as compact, key-sorted UTF-8 JSON."""
     body = {k: v for k, v in payload.items() if k != SIG_FIELD}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    # default=str matches how the sinks and the API put non-JSON values on the wire; a receiver parsing
+    # the wire JSON gets those strings and so reproduces the same bytes without it.
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      default=str).encode("utf-8")
 
 
 def _raw(public_key: Ed25519PublicKey) -> bytes:

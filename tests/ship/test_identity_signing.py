@@ -145,3 +145,17 @@ def test_keys_init_without_an_edge_id_says_so(tmp_path: Path) -> None:
     (tmp_path / "e.toml").write_text("[edge]\n")
     r = CliRunner().invoke(keys, ["init", "--data-dir", str(tmp_path), "-c", str(tmp_path / "e.toml")])
     assert r.exit_code == 1 and "no edge id" in r.output
+
+
+def test_a_signed_pull_api_page_verifies_after_the_wire() -> None:
+    """The API signs the page dict, then encodes it its own way; a receiver parses and verifies."""
+    from edge.api.handlers import page_bytes
+    from edge.reading import Reading
+
+    key = Ed25519PrivateKey.generate()
+    readings = [Reading("plc1", "temperature", 21.0, ts=1_790_000_000.123, unit="°C", seq=7),
+                Reading("plc1", "flag", True, ts=1_790_000_000.5, seq=8),
+                Reading.bad("plc1", "pressure", "timeout", ts=1_790_000_001.0)]
+    wire = page_bytes("site-a", readings, 6, sign=lambda page: sign_payload(page, key))
+    assert verify_payload(json.loads(wire), key.public_key())
+    assert not verify_payload(json.loads(wire.replace(b"21.0", b"21")), key.public_key())
