@@ -15,6 +15,7 @@ from drivers.base import DISABLED, DeviceConfig, WriteError
 from edge import __version__
 from edge.config import Config, ConfigError, load_config
 from edge.device_runner import DeviceRunner
+from edge.liveness import Liveness
 from edge.pipeline import Pipeline, TransformError, TransformSet, load_transforms
 from edge.store import Store
 from edge.supervisor import Supervisor
@@ -52,6 +53,7 @@ class Daemon:
         self._advertiser: Any = None  # edge.discovery.Advertiser when [discovery] advertise = true
         self._extras: list[Any] = []  # things with async stop() started alongside (e.g. demo simulators)
         self.reloads = 0
+        self.liveness: Liveness | None = None
         self._signal_tasks: set[asyncio.Future[Any]] = set()
 
     # -- life cycle -----------------------------------------------------------------------------------
@@ -81,10 +83,13 @@ class Daemon:
             self._advertiser = Advertiser.for_daemon(self)
             await self._advertiser.start()
         self._install_signals()
+        self.liveness = Liveness(self.store)
+        self.supervisor.spawn("liveness", self.liveness.run)
         await self.store.add_event("started", f"edge {__version__} started with {len(cfg.devices)} devices, "
                                               f"{len(cfg.sinks)} sinks", {"pid": os.getpid()})
         log.info("edge %s running: %d devices, %d sinks, API on %s", __version__, len(cfg.devices),
                  len(cfg.sinks), self.api_url)
+        self.liveness.ready(f"{len(cfg.devices)} devices, {len(cfg.sinks)} sinks, API on {self.api_url}")
 
     @property
     def api_url(self) -> str:
@@ -134,6 +139,8 @@ class Daemon:
         self._stopped.set()
 
     async def _shutdown(self, why: str) -> None:
+        if self.liveness is not None:
+            self.liveness.stopping()
         await self.supervisor.stop_all(TASK_STOP_TIMEOUT)
         for sink in list(self.sinks.values()):
             try:

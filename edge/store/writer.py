@@ -388,6 +388,10 @@ class Writer:
     def _op_count(self, name: str, n: int) -> None:
         self.count(name, n)
 
+    def _op_stall(self, blocker: threading.Event) -> None:
+        """Test hook (EDGE_DEBUG_STALL_AFTER): block the writer until the event is set."""
+        blocker.wait()
+
     def _op_maintain(self) -> None:
         """Answered after the commit, once maintenance has run (see _run)."""
 
