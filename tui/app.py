@@ -134,6 +134,6 @@ class EdgeApp(App[None]):
         try:
             self.last_report = write_report(self.report_dir, text, edge_id, now)
         except OSError as e:
-            self.notify(f"report not written: {e}", severity="error")
+            self.notify(f"report not written: {e}", severity="error", markup=False)
             return
-        self.notify(f"report written to {self.last_report}", title="Site report")
+        self.notify(f"report written to {self.last_report}", title="Site report", markup=False)

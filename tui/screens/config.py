@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -22,8 +23,10 @@ class ConfigScreen(EdgeScreen):
     ConfigScreen #tables { width: 26; height: 1fr; }
     ConfigScreen #form { width: 1fr; height: 1fr; padding: 0 1; }
     ConfigScreen .field { height: auto; }
-    ConfigScreen .field Label { width: 16; padding: 1 1 0 0; }
-    ConfigScreen .field Input { width: 1fr; }
+    ConfigScreen .field { margin: 0 0 1 0; }
+    ConfigScreen .field Label { width: 16; padding: 0 1 0 0; }
+    ConfigScreen .field Input { width: 1fr; border: none; height: 1; padding: 0 1; background: $boost; }
+    ConfigScreen .field Input:focus { background: $accent 30%; }
     ConfigScreen #result { height: auto; max-height: 8; padding: 0 1; }
     """
     BINDINGS = [Binding("ctrl+s", "apply", "Apply"), Binding("f5", "reload_file", "Re-read file")]
@@ -57,17 +60,17 @@ class ConfigScreen(EdgeScreen):
             self.text, self.path = doc["text"], doc["path"]
             self.entries = config_edit.tables(self.text)
         except (DaemonError, config_edit.EditError) as e:
-            result.update(f"[red]{e}[/]")
+            result.update(f"[red]{escape(str(e))}[/]")
             return
         table = self.query_one("#tables", DataTable)
         selected = self.current[:2] if self.current else None
         table.clear()
         for kind, name, _ in self.entries:
-            table.add_row(f"[{kind}] {name}" if kind != "section" else f"[{name}]", key=f"{kind}:{name}")
+            table.add_row(escape(f"{kind} {name}" if kind != "section" else f"[{name}]"), key=f"{kind}:{name}")
         index = next((i for i, e in enumerate(self.entries) if e[:2] == selected), 0)
         table.move_cursor(row=index)
         await self._show(index)
-        result.update(f"{self.path} · select a table, edit, ctrl+s applies (validated, reloaded, backup kept)")
+        result.update(f"{escape(self.path)} · select a table, edit, ctrl+s applies (validated, reloaded, backup kept)")
 
     async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "tables":
@@ -83,7 +86,7 @@ class ConfigScreen(EdgeScreen):
         form = self.query_one("#form", VerticalScroll)
         await form.remove_children()
         kind, name, values = entry
-        fields: list[Any] = [Label(f"[b]{'[' + name + ']' if kind == 'section' else kind + ' ' + name}[/]")]
+        fields: list[Any] = [Label(f"[b]{escape('[' + name + ']' if kind == 'section' else kind + ' ' + name)}[/]")]
         for key, value in values.items():
             field_input = Input(config_edit.value_text(value), id=f"field-{key}",
                                 disabled=kind != "section" and key in READ_ONLY_KEYS)
@@ -117,14 +120,15 @@ class ConfigScreen(EdgeScreen):
             text = config_edit.set_values(self.text, kind, name, changes)
             await self.edge.call("PUT", "/v1/config", {"text": text})
         except config_edit.EditError as e:
-            result.update(f"[red]{e}[/]")
+            result.update(f"[red]{escape(str(e))}[/]")
             return
         except DaemonError as e:
             lines = e.problems or [str(e)]
-            result.update("[b red]refused, nothing changed:[/]\n" + "\n".join(lines))
+            result.update("[b red]refused, nothing changed:[/]\n" + escape("\n".join(lines)))
             return
         changed = ", ".join(f"{k} = {config_edit.value_text(v)}" for k, v in changes.items())
         self.current = None
         await self.action_reload_file()
-        result.update(f"[green]applied and reloaded: {changed}[/] (previous file kept as {self.path}.bak)")
+        result.update(f"[green]applied and reloaded: {escape(changed)}[/] "
+                      f"(previous file kept as {escape(self.path)}.bak)")
         await self.edge.refresh_state()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
+from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -69,19 +71,19 @@ class ReadNowScreen(ModalScreen[None]):
         try:
             spec = parse_point_spec(event.value)
         except ValueError as e:
-            status.update(f"[red]{e}[/]")
+            status.update(f"[red]{escape(str(e))}[/]")
             return
         status.update("reading…")
         try:
             answer = await app.call("POST", f"/v1/devices/{self.device}/read", {"point": spec} if spec else {})
         except DaemonError as e:
-            status.update(f"[red]{e}[/]")
+            status.update(f"[red]{escape(str(e))}[/]")
             return
         table = self.query_one("#result", DataTable)
         table.clear()
         for r in answer["readings"]:
             table.add_row(r["point"], fmt.value(r.get("value")), r.get("unit") or "", r.get("quality", ""),
-                          r.get("error") or "")
+                          Text(r.get("error") or ""))
         status.update(f"[green]read {len(answer['readings'])} values at {answer['readings'][0]['ts']}[/]"
                       if answer["readings"] else "no points")
 
@@ -103,7 +105,7 @@ class WriteScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"[b]Write {self.device}/{self.point}[/] (now {self.current})")
+            yield Label(f"[b]Write {self.device}/{self.point}[/] (now {escape(self.current)})")
             yield Input(placeholder="new value, then Enter", id="value")
             yield Static(id="status")
 
@@ -114,7 +116,7 @@ class WriteScreen(ModalScreen[None]):
             return
         self.pending = _parse_value(event.value)
         self.query_one("#status", Static).update(
-            f"[b yellow]Write {self.pending!r} to {self.device}/{self.point}?  y = write, n = cancel[/]")
+            f"[b yellow]Write {escape(repr(self.pending))} to {self.device}/{self.point}?  y = write, n = cancel[/]")
         self.query_one("#value", Input).disabled = True
         self.focus()
 
@@ -130,7 +132,7 @@ class WriteScreen(ModalScreen[None]):
             answer = await app.call("POST", f"/v1/devices/{self.device}/points/{self.point}",
                                     {"value": self.pending})
         except DaemonError as e:
-            status.update(f"[red]write refused: {e}[/]")
+            status.update(f"[red]write refused: {escape(str(e))}[/]")
             self.pending = None
             self.query_one("#value", Input).disabled = False
             return
@@ -197,7 +199,7 @@ class DeviceScreen(EdgeScreen):
             summary.update(f"[red]device {self.device} is not configured (any more)[/]")
             return
         st = dev["status"]
-        extra = f" · last error: [red]{st['last_error']}[/]" if st.get("last_error") else ""
+        extra = f" · last error: [red]{escape(st['last_error'])}[/]" if st.get("last_error") else ""
         summary.update(f"[b]{dev['name']}[/] · {dev.get('driver')} · {st['state']} · every {dev.get('interval')}s"
                        f" · last poll {fmt.ago(st.get('last_poll'), self.edge.clock())} · {st.get('polls', 0)} polls"
                        f" · {st.get('poll_errors', 0)} errors{extra}")
@@ -206,7 +208,8 @@ class DeviceScreen(EdgeScreen):
         for point, r in (dev.get("points") or {}).items():
             quality = r.get("quality", "")
             q = {"good": "[green]good[/]", "bad": "[red]bad[/]"}.get(quality, f"[yellow]{quality}[/]")
-            value = fmt.value(r.get("value")) if quality != "bad" else f"[red]{r.get('error', 'bad')}[/]"
+            value = escape(fmt.value(r.get("value"))) if quality != "bad" else \
+                f"[red]{escape(r.get('error', 'bad'))}[/]"
             rows.append((point, [point, value, r.get("unit") or "", q,
                                  fmt.sparkline(state.history.get((self.device, point), []), TREND_WIDTH),
                                  "W" if point in self.writable else ""]))

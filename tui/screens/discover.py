@@ -6,6 +6,8 @@ import time
 import tomllib
 from typing import Any
 
+from rich.markup import escape
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -75,6 +77,8 @@ class AddDeviceScreen(ModalScreen[None]):
             with Horizontal(classes="row"):
                 yield Label("Interval")
                 yield Input(DEFAULT_NEW_INTERVAL, id="interval")
+            if not self.finding.points and device.get("driver") in ("modbus-tcp", "modbus-rtu"):
+                yield Label("Point: hr0 (holding register 0, uint16); add more later in Config or edge.toml")
             if self.finding.points:
                 yield Label("Points (space toggles):")
                 yield SelectionList[int](*[
@@ -120,10 +124,10 @@ class AddDeviceScreen(ModalScreen[None]):
                                                            f"{self.finding.address})")
             await app.call("PUT", "/v1/config", {"text": text})
         except config_edit.EditError as e:
-            status.update(f"[red]{e}[/]")
+            status.update(f"[red]{escape(str(e))}[/]")
             return
         except DaemonError as e:
-            status.update("[red]refused:[/] " + ("\n".join(e.problems) if e.problems else str(e)))
+            status.update("[red]refused:[/] " + escape("\n".join(e.problems) if e.problems else str(e)))
             return
         app.notify(f"device {device['name']} added and the config reloaded", title="Discover")
         await app.refresh_state()
@@ -182,7 +186,7 @@ class DiscoverScreen(EdgeScreen):
         spec = next(k for k in self.edge.scanner.kinds() if k.key == kind)
         self.query_one("#target", Input).placeholder = spec.target_hint
         missing = self.edge.scanner.missing(kind)
-        self.query_one("#note", Static).update(f"[yellow]{missing}[/]" if missing else "")
+        self.query_one("#note", Static).update(f"[yellow]{escape(missing)}[/]" if missing else "")
 
     def on_select_changed(self, event: Select.Changed) -> None:
         self._show_availability()
@@ -203,12 +207,12 @@ class DiscoverScreen(EdgeScreen):
         status = self.query_one("#scan-status", Static)
         missing = self.edge.scanner.missing(kind)
         if missing:
-            note.update(f"[yellow]{missing}[/]")
+            note.update(f"[yellow]{escape(missing)}[/]")
             return
         try:
             units = parse_units(self.query_one("#units", Input).value)
         except ValueError as e:
-            note.update(f"[red]units: {e}[/]")
+            note.update(f"[red]units: {escape(str(e))}[/]")
             return
         interfaces: list[str] = []
         if kind == "zeroconf":
@@ -227,6 +231,7 @@ class DiscoverScreen(EdgeScreen):
         status.update("scanning…")
         note.update("")
         started = time.monotonic()
+        wall_start = self.edge.clock()
 
         def tick() -> None:
             progress.update(progress=min(99.0, (time.monotonic() - started) / max(expected, 0.1) * 100))
@@ -236,7 +241,7 @@ class DiscoverScreen(EdgeScreen):
             found = await self.edge.scanner.run(kind, self.query_one("#target", Input).value, units, timeout,
                                                 interfaces)
         except (TimeoutError, ImportError, OSError, ValueError) as e:
-            note.update(f"[red]{type(e).__name__}: {e}[/]")
+            note.update(f"[red]{type(e).__name__}: {escape(str(e))}[/]")
             found = []
         finally:
             ticker.stop()
@@ -244,9 +249,10 @@ class DiscoverScreen(EdgeScreen):
         progress.update(progress=100)
         self.findings = found
         for f in found:
-            table.add_row(f.kind, f.name, f.address, f.detail)
-        status.update(f"found {len(found)} in {time.monotonic() - started:.1f}s — select one and press a to add it"
-                      if found else f"nothing found in {time.monotonic() - started:.1f}s")
+            table.add_row(f.kind, Text(f.name), Text(f.address), Text(f.detail))
+        took = self.edge.clock() - wall_start
+        status.update(f"found {len(found)} in {took:.1f}s — select one, press a to add it" if found
+                      else f"nothing found in {took:.1f}s")
         if found:
             table.focus()
 
@@ -262,12 +268,12 @@ class DiscoverScreen(EdgeScreen):
             self.notify("nothing selected: scan first", severity="warning")
             return
         if finding.device is None:
-            self.query_one("#note", Static).update(finding.note or "this finding cannot become a device")
+            self.query_one("#note", Static).update(escape(finding.note or "this finding cannot become a device"))
             return
         taken = {d["name"] for d in self.edge.state.devices}
         self.app.push_screen(AddDeviceScreen(finding, taken))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         finding = self.selected()
-        if finding is not None and finding.note:
-            self.query_one("#note", Static).update(finding.note)
+        if finding is not None:
+            self.query_one("#note", Static).update(escape(finding.note))

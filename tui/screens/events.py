@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
@@ -54,7 +56,7 @@ class EventsScreen(EdgeScreen):
             total = await self.edge.call("GET", "/v1/events?limit=1000")
             letters = (await self.edge.call("GET", "/v1/dead-letters"))["dead_letters"]
         except DaemonError as err:
-            self.query_one("#dead-status", Static).update(f"[red]{err}[/]")
+            self.query_one("#dead-status", Static).update(f"[red]{escape(str(err))}[/]")
             return
         events = list(reversed(total["events"]))[:EVENTS_SHOWN]
         if [e["id"] for e in events] != [e["id"] for e in self.events]:
@@ -62,14 +64,14 @@ class EventsScreen(EdgeScreen):
             table = self.query_one("#events", DataTable)
             table.clear()
             for e in events:
-                table.add_row(e["ts"][:19].replace("T", " "), e["kind"], e["message"], key=str(e["id"]))
+                table.add_row(e["ts"][:19].replace("T", " "), e["kind"], Text(e["message"]), key=str(e["id"]))
         if [x["id"] for x in letters] != [x["id"] for x in self.letters]:
             self.letters = letters
             dead = self.query_one("#dead", DataTable)
             dead.clear()
             for x in letters:
                 dead.add_row(str(x["id"]), x["sink"], f"{x['first_seq']}..{x['last_seq']}", str(x["count"]),
-                             x["error"], key=str(x["id"]))
+                             Text(x["error"]), key=str(x["id"]))
             if not letters:
                 dead.add_row("", "(none)", "", "", "", key="none")
 
@@ -97,7 +99,7 @@ class EventsScreen(EdgeScreen):
         try:
             await self.edge.call(method, path)
         except DaemonError as e:
-            status.update(f"[b red]dead letter {letter['id']} not {done.split()[0]}:[/] {e}")
+            status.update(f"[b red]dead letter {letter['id']} not {done.split()[0]}:[/] {escape(str(e))}")
             return
         status.update(f"[green]dead letter {letter['id']} ({letter['count']} readings) {done}[/]")
         await self.action_fetch()

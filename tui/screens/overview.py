@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
@@ -78,7 +79,7 @@ class OverviewScreen(EdgeScreen):
         if state.error:
             alarms.insert(0, state.error)
         self.query_one("#alarms", Static).update(
-            "\n".join(f"[bold red]⚠ {a}[/]" for a in alarms) if alarms else "[green]✓ no alarms[/]")
+            "\n".join(f"[bold red]⚠ {escape(a)}[/]" for a in alarms) if alarms else "[green]✓ no alarms[/]")
 
     @staticmethod
     def _fill(table: DataTable[Any], rows: list[tuple[str, list[str]]]) -> None:
