@@ -101,6 +101,8 @@ class Store:
         self.moved_aside = moved_aside
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="edge-store-read")
         self._local = threading.local()
+        self._reader_cons: list[sqlite3.Connection] = []  # every reader connection, closed by close()
+        self._reader_cons_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._space = asyncio.Event()
         self._durable_event: asyncio.Event | None = None
@@ -280,6 +282,8 @@ class Store:
             con = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
             con.execute("PRAGMA query_only=1")
             self._local.con = con
+            with self._reader_cons_lock:
+                self._reader_cons.append(con)
         return con
 
     def _series_name(self, sid: int) -> tuple[str, str, str | None]:
@@ -412,6 +416,10 @@ class Store:
             log.exception("store close: final commit failed")
         self._writer.thread.join(timeout)
         self._readers.shutdown(wait=True)
+        with self._reader_cons_lock:
+            readers, self._reader_cons = self._reader_cons, []
+        for con in readers:
+            con.close()
         self._writer.con.close()
         os.close(self._lock_fd)
 
