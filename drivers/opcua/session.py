@@ -18,6 +18,7 @@ from asyncua.client.ua_client import UaClientState
 from drivers.base import DOWN, UP, DeviceStatus
 from drivers.opcua.config import OpcuaDevice
 from drivers.opcua.nodes import ResolvedPoints, resolve
+from drivers.opcua.orphan import OrphanedSession, close_orphan
 from drivers.opcua.security import secure
 
 log = logging.getLogger(__name__)
@@ -68,28 +69,33 @@ class DeviceSession:
         self.lost = asyncio.Event()
         self.lost_reason: str | None = None
         self.opened = 0  # sessions opened so far (the first is not a reconnect)
+        self.orphan: OrphanedSession | None = None  # a session we dropped that the server may still hold
         self._lock = asyncio.Lock()
+        status.extra.setdefault("orphaned_sessions_closed", 0)
 
     @property
     def healthy(self) -> bool:
         """Connected, and nothing has reported a loss since."""
         return (
-            self.client is not None
-            and not self.lost.is_set()
-            and self.client.uaclient.state is UaClientState.CONNECTED
+            self.client is not None and not self.lost.is_set() and self.client.uaclient.state is UaClientState.CONNECTED
         )
 
+    def _new_client(self) -> Client:
+        client = Client(
+            self.device.url,
+            timeout=self.device.timeout,
+            watchdog_intervall=self.device.watchdog_interval,
+            auto_reconnect=False,
+        )
+        client.session_timeout = int(self.device.session_timeout * 1000)
+        return client
+
     async def open(self) -> Client:
-        """Close any previous session, then connect, secure, activate and resolve the points."""
+        """Close any previous session (also one left on the server), then connect, secure, activate, resolve."""
         async with self._lock:
             await self._close()
-            client = Client(
-                self.device.url,
-                timeout=self.device.timeout,
-                watchdog_intervall=self.device.watchdog_interval,
-                auto_reconnect=False,
-            )
-            client.session_timeout = int(self.device.session_timeout * 1000)
+            await self._close_orphan()
+            client = self._new_client()
             client.connection_lost_callback = self._on_lost
             self.lost = asyncio.Event()
             self.lost_reason = None
@@ -107,9 +113,7 @@ class DeviceSession:
                 self.status.reconnects += 1
             self.status.state = UP
             self.status.extra["session"] = "connected"
-            log.info(
-                "opcua %s: session open to %s (%s)", self.device.name, self.device.url, self.device.security
-            )
+            log.info("opcua %s: session open to %s (%s)", self.device.name, self.device.url, self.device.security)
             return client
 
     async def _on_lost(self, exc: Exception) -> None:
@@ -136,17 +140,51 @@ class DeviceSession:
             await self._close()
 
     async def _close(self) -> None:
+        """CloseSession if the connection is open; if that fails, remember the session as an orphan."""
         client, self.client = self.client, None
         if client is None:
             return
         self.status.extra["session"] = "closed"
-        try:
+        protocol = client.uaclient.protocol
+        connection_open = protocol is not None and not protocol.is_closed
+        closed = False
+        left = OrphanedSession.left_by(client)  # before CloseSession marks it closed locally
+        if connection_open and left is not None:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await client.close_session()
+                closed = True
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await client.close_secure_channel()
+            except (Exception, TimeoutError) as e:
+                log.debug("opcua %s: close was not clean: %r", self.device.name, e)
+            if not closed:
+                # the server did not answer: it may hold the session until its timeout; close it from the next
+                # connection. (A connection the server closed is not an orphan: the server went away with it.)
+                self.orphan = left
+        client.disconnect_socket()
+        try:  # stops asyncua's tasks; with the socket gone nothing more is sent
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await client.disconnect()
+                await client.close_session()
         except (Exception, TimeoutError):
-            log.debug("opcua %s: close was not clean", self.device.name, exc_info=True)
-        finally:
-            client.disconnect_socket()
+            log.debug("opcua %s: asyncua teardown", self.device.name, exc_info=True)
+
+    async def _close_orphan(self) -> None:
+        orphan = self.orphan
+        if orphan is None:
+            return
+        if orphan.expired(self.device.session_timeout):
+            self.orphan = None
+            return
+        reclaimer = self._new_client()
+        try:
+            await secure(reclaimer, self.device)
+            if await close_orphan(reclaimer, orphan, self.device, CONNECT_TIMEOUT):
+                self.status.extra["orphaned_sessions_closed"] += 1
+                log.warning("opcua %s: closed the session left on the server by the lost connection", self.device.name)
+            self.orphan = None
+        except (Exception, TimeoutError) as e:  # no new session while the old one may live: retry later
+            raise SessionLost(f"the previous session is not closed yet: {e!r}") from e
 
     def set_down(self, error: str) -> None:
         self.status.state = DOWN

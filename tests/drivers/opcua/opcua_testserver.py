@@ -56,7 +56,7 @@ SCALARS: dict[str, tuple[ua.VariantType, Any]] = {
     "UInt32": (ua.VariantType.UInt32, lambda n: 100000 + n),
     "Int64": (ua.VariantType.Int64, lambda n: -(2**40) - n),
     "UInt64": (ua.VariantType.UInt64, lambda n: 2**40 + n),
-    "Boolean": (ua.VariantType.Boolean, lambda n: n % 2 == 0),
+    "Boolean": (ua.VariantType.Boolean, lambda n: (n // 3) % 2 == 0),  # not a divisor of 2 ticks
     "String": (ua.VariantType.String, lambda n: f"tick-{n}"),
     "DateTime": (ua.VariantType.DateTime, lambda n: dt.datetime.now(dt.UTC)),
     "ByteString": (ua.VariantType.ByteString, lambda n: bytes([n % 256, 1, 2])),

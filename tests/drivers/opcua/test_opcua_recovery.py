@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from blackhole_proxy import BlackholeProxy
 from conftest import Collector, ServerProcess
 
 from drivers.opcua.config import OpcuaDevice
@@ -103,3 +104,26 @@ async def test_a_silent_subscription_is_detected_and_rebuilt(plain_server: Serve
         assert driver.status.extra["subscription_id"] != sub_id
         assert driver.status.reconnects == 0  # the session stayed; only the subscription was rebuilt
         assert 1.0 < detected < 4.5, detected
+
+
+@pytest.mark.slow
+async def test_a_network_cut_leaves_no_second_session_on_the_server(plain_server: ServerProcess) -> None:
+    proxy = await BlackholeProxy(plain_server.port).start()
+    url = f"opc.tcp://127.0.0.1:{proxy.port}/edge/"
+    driver = create_driver(device("cut", url, "subscribe", watchdog_interval="500ms", reconnect_max="1s"))
+    try:
+        async with Collector(driver) as c:
+            await c.wait_for(lambda: len(c.of("counter")) >= 3, 10, "values")
+            proxy.cut()  # no FIN, no RST: the server keeps our session
+            await c.wait_for(lambda: driver.status.state == "down", 6, "the watchdog to notice")
+            await asyncio.sleep(2)
+            proxy.heal()
+            healed = time.time()
+            await c.wait_for(lambda: [r for r in c.of("counter") if r.ts >= healed], 10, "values after the cut")
+            assert driver.status.extra["orphaned_sessions_closed"] == 1
+        await asyncio.sleep(0.3)
+    finally:
+        await proxy.stop()
+    counts = plain_server.session_counts("cut")
+    assert max(counts) == 1, counts
+    assert counts[-1] == 0
