@@ -136,3 +136,19 @@ def test_cli_prompts_without_echo_on_a_terminal(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert PLAIN.encode() not in out
     assert SecretStore(tmp_path).get("mqtt") == PLAIN
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_files_made_by_root_belong_to_the_data_dir_owner(tmp_path: Path) -> None:
+    """`sudo edge secrets set` / `sudo edge keys init` must leave files the service user can read."""
+    from edge.identity import init_keys, key_files
+
+    nobody = 65534
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, nobody, nobody)
+    SecretStore(data).set("mqtt", PLAIN)
+    init_keys(data, "site-a")
+    made = [data / "secrets.json", data / "secrets.key", key_files(data).dir, key_files(data).signing_key,
+            key_files(data).tls_key]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in made} == {(nobody, nobody)}
