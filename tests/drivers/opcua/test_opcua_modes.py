@@ -139,3 +139,22 @@ async def test_unreachable_server_gives_bad_readings_not_exceptions() -> None:
     assert readings and all(r.quality == "bad" and r.error for r in readings)
     assert driver.status.state == "down"
     assert (await driver.poll())[0].quality == "bad"  # within the backoff: no new attempt, still bad
+
+
+async def test_server_side_deadband_filters_at_the_source(plain_server: ServerProcess) -> None:
+    cfg = OpcuaDevice.model_validate({
+        "name": "filtered", "driver": "opcua", "url": plain_server.url, "interval": "100ms",
+        "point": [
+            {"name": "every", "node": "ns=2;i=1001"},
+            {"name": "by5", "node": "ns=2;i=1001", "deadband_type": "absolute", "server_deadband": 5},
+            {"name": "pct", "node": "ns=2;s=Line1.Double", "deadband_type": "percent", "server_deadband": 10},
+        ],
+    })
+    driver = create_driver(cfg)
+    async with Collector(driver) as c:
+        await c.wait_for(lambda: len(c.of("every")) >= 25, 10, "25 counter changes")
+    every = [r.value for r in c.of("every")]
+    by5 = [r.value for r in c.of("by5")]
+    assert len(by5) < len(every) / 3
+    assert all(b - a > 5 for a, b in zip(by5, by5[1:], strict=False)), by5
+    assert c.of("pct"), "the percent filter was accepted (whether it needs an EURange is up to the server)"
