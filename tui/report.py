@@ -39,7 +39,8 @@ def site_report(health: dict[str, Any], devices: list[dict[str, Any]], stats: di
     for d in devices:
         out += ["", f"### {d['name']}", ""]
         out += _table(["point", "value", "unit", "quality", "read at"], [
-            [point, fmt.value(r.get("value")), r.get("unit") or "", r.get("quality", ""), r.get("ts", "")]
+            [point, fmt.value(r.get("value")), r.get("unit") or "",
+             r.get("quality", "") + (f": {r['error']}" if r.get("error") else ""), r.get("ts", "")]
             for point, r in (d.get("points") or {}).items()])
     out += ["", "## Sinks", ""]
     sinks = stats.get("sinks") or {}

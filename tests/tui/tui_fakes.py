@@ -10,7 +10,7 @@ from edge.client import ApiError
 from tui.app import EdgeApp
 from tui.scans import Finding, Scanner
 
-NOW = 1795300000.0  # 2026-11-21 21:46:40 UTC, the fake wall clock
+NOW = 1795300000.0  # 2026-11-21 22:26:40 UTC, the fake wall clock
 SPARK_VALUES = [20.0, 21.5, 23.1, 24.6, 25.9, 27.0, 27.8, 28.3, 28.4, 28.1, 27.4, 26.3, 25.0, 23.5, 22.0, 20.6]
 
 CONFIG_TEXT = """\
@@ -66,7 +66,7 @@ url = "mqtts://broker.example.com:8883"
 
 def _reading(seq: int, value: Any, unit: str | None = None, quality: str = "good",
              error: str | None = None) -> dict[str, Any]:
-    r: dict[str, Any] = {"seq": seq, "ts": "2026-11-21T21:46:39.600Z", "value": value, "quality": quality}
+    r: dict[str, Any] = {"seq": seq, "ts": "2026-11-21T22:26:39.600Z", "value": value, "quality": quality}
     if unit:
         r["unit"] = unit
     if error:
