@@ -113,3 +113,19 @@ def test_second_daemon_on_the_same_store_is_refused(tmp_path: Path) -> None:
         assert run.returncode == 2 and "in use by another process" in run.stderr
     finally:
         edge.stop()
+
+
+def test_a_stuck_store_applies_backpressure_not_unbounded_memory(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '[[device]]\nname = "a"\ndriver = "simulator"\ninterval = "5ms"\npoints = 200\n',
+                       store="max_pending = 2000\n")
+    edge = EdgeProcess(cfg, env={"EDGE_DEBUG_STALL_AFTER": "1"}).start()
+    try:
+        time.sleep(2.0)
+        first = edge.get("/v1/stats")
+        time.sleep(1.0)
+        second = edge.get("/v1/stats")  # the API still answers while the writer is stuck
+        assert first["store"]["pending"] <= 2000 + 200
+        assert second["store"]["pending"] == first["store"]["pending"]
+        assert second["devices"]["a"]["polls"] == first["devices"]["a"]["polls"]  # the poller waits
+    finally:
+        edge.kill()
