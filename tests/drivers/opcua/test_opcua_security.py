@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from conftest import Collector, ServerProcess
 from cryptography import x509
@@ -119,3 +120,27 @@ def test_trust_refuses_a_file_that_is_not_a_certificate(tmp_path: Path) -> None:
     junk.write_bytes(b"not a certificate")
     result = CliRunner().invoke(opcua, ["trust", str(junk), "--pki-dir", str(tmp_path / "pki")])
     assert result.exit_code != 0 and "not a PEM or DER certificate" in result.output
+
+
+def test_trust_uses_the_pki_the_file_is_in_and_the_config_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = Pki(tmp_path / "data" / "pki" / "opcua")
+    pki.rejected_dir.mkdir(parents=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = pki.rejected_dir / "plc.der"
+    refused.write_bytes(make_certificate(key, "urn:plc", server=True).public_bytes(serialization.Encoding.DER))
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("EDGE_DATA_DIR", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(opcua, ["trust", str(refused)]).exit_code == 0
+    assert len(list(pki.trusted_dir.iterdir())) == 1 and not (elsewhere / "pki").exists()
+
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[edge]\nid = "t"\ndata_dir = "{tmp_path / "data"}"\n\n[[device]]\nname = "plc"\n'
+                      'driver = "opcua"\nurl = "opc.tcp://127.0.0.1:4840"\n')
+    listed = runner.invoke(opcua, ["trusted", "-c", str(config), "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert str(pki.trusted_dir) in listed.output
