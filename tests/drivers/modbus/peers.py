@@ -175,6 +175,7 @@ class PtyPair:
 class Cycle:
     tick: float  # seconds since the schedule started
     readings: list[Reading]
+    missed_after: int = 0  # ticks skipped because this poll ran late
 
 
 @dataclass
@@ -183,13 +184,18 @@ class ScheduleResult:
     overruns: int = 0
 
 
-async def poll_on_schedule(driver: Driver, duration: float, result: ScheduleResult | None = None) -> ScheduleResult:
-    """Poll like the daemon: tick n at start + n·interval; a poll running past ticks skips them (overruns)."""
+async def poll_on_schedule(
+    driver: Driver, duration: float, result: ScheduleResult | None = None, stop: asyncio.Event | None = None
+) -> ScheduleResult:
+    """Poll like the daemon: tick n at start + n·interval; a poll running past ticks skips them (overruns).
+
+    Runs for `duration` seconds, or until `stop` is set.
+    """
     result = result or ScheduleResult()
     interval = float(driver.config.interval)
     start = time.monotonic()
     next_tick = start
-    while next_tick - start < duration:
+    while next_tick - start < duration and not (stop is not None and stop.is_set()):
         delay = next_tick - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -200,5 +206,6 @@ async def poll_on_schedule(driver: Driver, duration: float, result: ScheduleResu
         if now > next_tick:
             missed = int((now - next_tick) // interval) + 1
             result.overruns += missed
+            result.cycles[-1].missed_after = missed
             next_tick += missed * interval
     return result
