@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from tui.app import EdgeApp
 FAST_REFRESH = 0.2  # the TUI's poll period in tests
 WAIT_STEP = 0.05
 WAIT_LIMIT = 10.0
+DEMO_START_LIMIT = 20.0
+EDGE_BIN = Path(sys.executable).with_name("edge")
 
 
 class Receiver:
@@ -143,3 +147,22 @@ async def wait_for(check: Callable[[], Any], pilot: Any = None, limit: float = W
             await pilot.pause(WAIT_STEP)
         else:
             await asyncio.sleep(WAIT_STEP)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Path]:
+    """`edge demo` on a free port; yields its data dir (config edge.toml and admin.sock inside)."""
+    data = tmp_path / "demo"
+    proc = subprocess.Popen([str(EDGE_BIN), "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.monotonic() + DEMO_START_LIMIT
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "config:" in line or time.monotonic() > end:
+                break
+        assert (data / "admin.sock").exists(), "edge demo did not start"
+        yield data
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

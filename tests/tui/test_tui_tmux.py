@@ -12,30 +12,10 @@ from pathlib import Path
 import pytest
 
 EDGE_BIN = Path(sys.executable).with_name("edge")
-DEMO_START_LIMIT = 20.0
 SCREEN_LIMIT = 15.0
 POLL = 0.2
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Path]:
-    """`edge demo` on a free port; yields its data dir (config edge.toml and admin.sock inside)."""
-    data = tmp_path / "demo"
-    proc = subprocess.Popen([str(EDGE_BIN), "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        end = time.monotonic() + DEMO_START_LIMIT
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "config:" in line or time.monotonic() > end:
-                break
-        assert (data / "admin.sock").exists(), "edge demo did not start"
-        yield data
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 class Terminal:
