@@ -57,11 +57,11 @@ config_option = click.option("-c", "--config", "config_path", type=click.Path(di
                              default=None, help="config file (default: $EDGE_CONFIG, then /etc/edge/edge.toml)")
 
 
-def _load(config_path: str | None) -> Any:
+def _load(config_path: str | None, secrets: bool = False) -> Any:
     from edge.config import ConfigError, load_config
 
     try:
-        return load_config(config_path)
+        return load_config(config_path, secrets)
     except ConfigError as e:
         for p in e.problems:
             click.echo(str(p), err=True)
@@ -97,7 +97,7 @@ def run(config_path: str | None, log_level: str | None) -> None:
     """Run the daemon on a config file until SIGTERM/SIGINT."""
     from edge import logs
 
-    cfg = _load(config_path)
+    cfg = _load(config_path, secrets=True)
     logs.setup(log_level or cfg.edge.log_level)
     sys.exit(asyncio.run(_run_daemon(cfg)))
 

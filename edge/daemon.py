@@ -219,7 +219,7 @@ class Daemon:
         """
         assert self.store is not None
         try:
-            new = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config.source)
+            new = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config.source, True)
             transforms = load_transform_set(new)
         except ConfigError as e:
             problems = [str(p) for p in e.problems]

@@ -106,9 +106,10 @@ async def readings(request: web.Request) -> web.Response:
     after = int_param(request, "after", 0, 0, MAX_SEQ)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, d.config.api.max_limit)
     edge_id = d.config.edge.id
+    signer = request.app.get("signer")
 
     def read(store: Store) -> bytes:
-        return page_bytes(edge_id, store.read_sync(after, limit), after)
+        return page_bytes(edge_id, store.read_sync(after, limit), after, signer)
 
     body = await store_of(request).run_read(read)
     return web.Response(body=body, content_type="application/json")
@@ -328,7 +329,7 @@ async def put_config(request: web.Request) -> web.Response:
     d = daemon_of(request)
     path = d.config.source
     try:
-        parse_text(text, str(path))
+        parse_text(text, str(path), secrets=True)
     except ConfigError as e:
         return web.json_response({"error": "config refused: " + "; ".join(str(p) for p in e.problems),
                                   "problems": [str(p) for p in e.problems]}, status=422)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -82,6 +83,8 @@ class ApiServer:
         known, created = tokens.load_or_create(cfg.tokens_path)
         self.token = created or (known[0] if known else None)
         app = build_app(self.daemon, tokens.TokenCheck(known))
+        if cfg.api.sign:
+            app["signer"] = self._signer()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.api.host, cfg.api.port, reuse_address=True)
@@ -100,6 +103,17 @@ class ApiServer:
                 os.umask(old_umask)
             os.chmod(sock_path, 0o600)
         log.info("API listening on %s (admin socket %s)", self.url, sock_path)
+
+    def _signer(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """sign_payload bound to the appliance's key; a missing key stops start-up with a clear error."""
+        from edge.identity import IdentityError, load_signing_key
+        from edge.signing import sign_payload
+
+        try:
+            key = load_signing_key(self.daemon.data_dir)
+        except IdentityError as e:
+            raise OSError(f"api.sign = true but the signing key is unusable: {e}") from e
+        return functools.partial(sign_payload, key=key)
 
     async def stop(self) -> None:
         if self.runner is not None:

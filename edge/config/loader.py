@@ -20,6 +20,7 @@ from edge.config.models import (
     DiscoverySection,
     EdgeSection,
     PipelineSection,
+    SecretsSection,
     StoreSection,
     resolve,
 )
@@ -96,6 +97,7 @@ def _root_model() -> type[BaseModel]:
         api=(ApiSection, ApiSection()),
         discovery=(DiscoverySection, DiscoverySection()),
         pipeline=(PipelineSection, PipelineSection()),
+        secrets=(SecretsSection, SecretsSection()),
         device=(list[dev_t], []),
         sink=(list[sink_t], []),
     )
@@ -212,8 +214,22 @@ def _duplicates(raw_list: Any, what: str, section: str, lines: dict[Any, int], f
     return problems
 
 
-def parse_text(text: str, file: str) -> Config:
-    """Validate config text; raises ConfigError listing every problem."""
+def _with_secrets(raw: dict[str, Any], file: str) -> dict[str, Any]:
+    """Replace `secret:NAME` strings by their values from the encrypted secrets store."""
+    from edge.secrets import SecretError, resolve_secrets
+
+    edge: dict[str, Any] = raw["edge"] if isinstance(raw.get("edge"), dict) else {}
+    default_dir = EdgeSection.model_fields["data_dir"].default
+    data_dir = resolve(Path(file).resolve().parent, str(edge.get("data_dir", default_dir)))
+    try:
+        resolved: dict[str, Any] = resolve_secrets(raw, str(data_dir))
+    except SecretError as e:
+        raise ConfigError([Problem(file, 0, "(secrets)", f"expected every referenced secret to be set: {e}")]) from None
+    return resolved
+
+
+def parse_text(text: str, file: str, secrets: bool = False) -> Config:
+    """Validate config text; raises ConfigError listing every problem. secrets=True resolves `secret:NAME`."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -225,6 +241,8 @@ def parse_text(text: str, file: str) -> Config:
     lines = key_lines(text)
     problems: list[Problem] = []
     model = _root_model()
+    if secrets:
+        raw = _with_secrets(raw, file)
     try:
         parsed = model.model_validate(raw)
     except ValidationError as e:
@@ -252,8 +270,11 @@ def default_path() -> str:
     return os.environ.get("EDGE_CONFIG") or DEFAULT_PATH
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate a config file; raises ConfigError (with the file's problems) or OSError."""
+def load_config(path: str | os.PathLike[str] | None = None, secrets: bool = False) -> Config:
+    """Read and validate a config file; raises ConfigError listing the file's problems.
+
+    secrets=True (the daemon) replaces `secret:NAME` values from the encrypted secrets store.
+    """
     file = str(path or default_path())
     try:
         text = Path(file).read_text(encoding="utf-8")
@@ -264,4 +285,4 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError([problem]) from None
     except OSError as e:
         raise ConfigError([Problem(file, 0, "(file)", f"expected a readable file, found {e.strerror}")]) from None
-    return parse_text(text, file)
+    return parse_text(text, file, secrets)

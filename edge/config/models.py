@@ -38,12 +38,17 @@ class StoreSection(Section):
         )
 
 
+class SecretsSection(Section):
+    key_file: str | None = None  # the key that decrypts `secret:NAME` values; default <data_dir>/secrets.key
+
+
 class ApiSection(Section):
     listen: str = "127.0.0.1:8470"
     tokens_file: str = "tokens"
     admin_socket: str = "admin.sock"  # relative to data_dir; mode 0600; "" disables it
     max_limit: int = Field(default=10_000, ge=1)
     max_body: ByteSize = 64 * 1024
+    sign: bool = False  # sign every /v1/readings page with the appliance's Ed25519 key (edge keys init)
 
     @field_validator("listen")
     @classmethod

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -207,3 +208,25 @@ def test_reload_applies_device_changes_and_refuses_invalid_config(edge: EdgeProc
         assert edge.get("/v1/devices")["devices"][0]["interval"] == 0.05
     finally:
         edge.config.write_text(text)
+
+
+def test_signed_pages_verify_with_the_appliance_key(tmp_path: Path) -> None:
+    from edge.identity import init_keys, load_public_signing_key
+    from edge.signing import verify_payload
+
+    cfg = write_config(tmp_path, CONFIG)
+    cfg.write_text(cfg.read_text().replace("[api]\n", "[api]\nsign = true\n"))
+    edge = EdgeProcess(cfg)
+    missing = subprocess.run([sys.executable, "-m", "edge", "run", "-c", str(cfg)], capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 2 and "api.sign = true but the signing key is unusable" in missing.stderr
+    init_keys(edge.data_dir, "test")
+    edge.start()
+    try:
+        page = wait_for(lambda: (p := edge.get("/v1/readings?limit=5")) and p["readings"] and p)
+        assert page["sig"]["alg"] == "ed25519"
+        assert verify_payload(page, load_public_signing_key(edge.data_dir))
+        page["readings"][0]["value"] = 123456.0
+        assert not verify_payload(page, load_public_signing_key(edge.data_dir))
+    finally:
+        edge.stop()

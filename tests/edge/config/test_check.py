@@ -123,3 +123,15 @@ def test_real_command_exit_codes(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "edge", "check", "--no-such-flag"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 1 and "Traceback" not in run.stderr
+
+
+def test_secret_references_are_resolved_for_the_daemon_only(tmp_path: Path) -> None:
+    from edge.secrets import SecretStore
+
+    text = (f'[edge]\nid = "a"\ndata_dir = "{tmp_path}"\n[pipeline]\ntransforms_dir = "secret:tdir"\n')
+    assert parse_text(text, str(tmp_path / "edge.toml")).pipeline.transforms_dir == "secret:tdir"
+    with pytest.raises(ConfigError) as e:
+        parse_text(text, str(tmp_path / "edge.toml"), secrets=True)
+    assert "(secrets): expected every referenced secret to be set" in str(e.value) and "tdir" in str(e.value)
+    SecretStore(str(tmp_path)).set("tdir", "/opt/transforms")
+    assert parse_text(text, str(tmp_path / "edge.toml"), secrets=True).pipeline.transforms_dir == "/opt/transforms"
