@@ -154,10 +154,13 @@ class SubscriptionFeed:
 
     async def next_batch(self, timeout: float, limit: int) -> list[Reading]:
         """The readings of the next Publish responses (up to about `limit`), or [] after `timeout`."""
+        was_full = self.queue.full()
         try:
             batch = await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
             return []
+        if was_full:  # the publish loop was blocked on us, not waiting on the server: restart the silence clock
+            self.last_publish = time.monotonic()
         while len(batch) < limit and not self.queue.empty():
             batch.extend(self.queue.get_nowait())
         return batch
@@ -166,6 +169,8 @@ class SubscriptionFeed:
         """No Publish response for longer than the keep-alive period allows, or the server said trouble."""
         if self._rebuild_requested is not None:
             return True
+        if self.queue.full():
+            return False  # the pipeline is the bottleneck (backpressure), not the server
         return time.monotonic() - self.last_publish > self.keepalive_period * SILENT_MARGIN + SILENT_GRACE
 
     async def rebuild(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -127,3 +128,30 @@ async def test_a_network_cut_leaves_no_second_session_on_the_server(plain_server
     counts = plain_server.session_counts("cut")
     assert max(counts) == 1, counts
     assert counts[-1] == 0
+
+
+async def test_a_slow_pipeline_is_backpressure_not_a_silent_subscription(
+    plain_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("drivers.opcua.subscription.QUEUE_BATCHES", 2)
+    driver = create_driver(device("slow", plain_server.url, "subscribe", keepalive_count=5))
+    got: list[Reading] = []
+    stalls = [3.5]  # the first delivery takes longer than the silence limit (1.5 x 1 s + 1 s)
+
+    async def slow_publish(readings: list[Reading]) -> None:
+        if stalls:
+            await asyncio.sleep(stalls.pop())
+        got.extend(readings)
+
+    task = asyncio.create_task(driver.run(slow_publish))
+    try:
+        deadline = time.monotonic() + 10
+        while len([r for r in got if r.point == "counter"]) < 15 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await driver.stop()
+    assert len([r for r in got if r.point == "counter"]) >= 15
+    assert driver.status.extra["subscription_rebuilds"] == 0 and driver.status.reconnects == 0
