@@ -248,6 +248,15 @@ def test_disk_filled_by_another_program(tmp_path: Path, policy: str) -> None:
                 assert full["counters"]["rejected_full"] > 0
                 assert full["last_seq"] + full["counters"]["rejected_full"] == before["last_seq"] + 30_000
             assert [e.kind for e in store.events_sync(kind="store_full")] == ["store_full"]
+            if policy == "reject_new":
+                # Acknowledged readings are still removed while full, and their room takes new readings.
+                store.set_cursor_sync("consumer", full["last_seq"])
+                store.maintain_sync()
+                append(10)
+                acked = store.stats_sync()
+                assert acked["first_seq"] == full["last_seq"] + 1
+                assert acked["last_seq"] == full["last_seq"] + 1000, "new readings fit where acked ones were"
+                full = acked
             (disk / "hog").unlink()
             append(10)
             store.maintain_sync()
@@ -257,5 +266,5 @@ def test_disk_filled_by_another_program(tmp_path: Path, policy: str) -> None:
         finally:
             store.close()
         final = check_store_file(disk / "data")
-        assert final["first"] - 1 == final.get("dropped_full", 0)
+        assert final["first"] - 1 == final.get("dropped_full", 0) + final.get("removed_acked", 0)
         assert final["last"] + final.get("rejected_full", 0) == n

@@ -192,4 +192,5 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
     print(f"\npower cuts: {CUTS}, readings served: {len(served)}; loss window = age of the newest surviving "
           f"reading at the cut: median {statistics.median(ages) * 1000:.0f} ms, 90th percentile "
           f"{ages[int(0.9 * (len(ages) - 1))] * 1000:.0f} ms, max {ages[-1] * 1000:.0f} ms (commit_interval "
-          f"{COMMIT_INTERVAL}); durable but not yet served at the cut: median {statistics.median(lag)} readings")
+          f"{COMMIT_INTERVAL}); durable but not yet served at the cut: median {statistics.median(lag)} readings; "
+          f"all ages (ms): {[round(a * 1000) for a in ages]}")
