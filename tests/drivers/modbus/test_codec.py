@@ -7,7 +7,7 @@ import struct
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.modbus.codec import EncodeError, decode, encode, encode_bit, to_engineering, to_raw
@@ -76,6 +76,7 @@ VALUES = {
 
 @pytest.mark.parametrize("kind", sorted(VALUES))
 @pytest.mark.parametrize(("word", "byte"), ORDERS)
+@settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_round_trip(kind: str, word: str, byte: str, data: st.DataObject) -> None:
     value = data.draw(VALUES[kind])
@@ -86,6 +87,7 @@ def test_round_trip(kind: str, word: str, byte: str, data: st.DataObject) -> Non
 
 
 @pytest.mark.parametrize(("word", "byte"), ORDERS)
+@settings(max_examples=40, deadline=None)
 @given(text=st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8))
 def test_string_round_trip(word: str, byte: str, text: str) -> None:
     p = point("string", word, byte, length=16)

@@ -41,7 +41,7 @@ def span(p: ModbusPoint) -> tuple[int, int]:
 limits = st.tuples(st.integers(0, 20), st.integers(4, 125), st.integers(1, 2000))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(points=point_sets(disjoint=False), lim=limits)
 def test_reads_cover_every_point_within_limits(points: list[ModbusPoint], lim: tuple[int, int, int]) -> None:
     max_gap, max_registers, max_bits = lim
@@ -84,7 +84,7 @@ def minimal_reads(points: list[ModbusPoint], max_gap: int, limit: int) -> int:
     return best(0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(points=point_sets(disjoint=True), max_gap=st.integers(0, 20), max_registers=st.integers(30, 125))
 def test_number_of_reads_is_minimal(points: list[ModbusPoint], max_gap: int, max_registers: int) -> None:
     plan = plan_reads(points, max_gap=max_gap, max_registers=max_registers)
