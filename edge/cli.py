@@ -18,6 +18,12 @@ from edge import __version__
 EXIT_USER = 1
 EXIT_RUNTIME = 2
 
+# `edge discover` defaults per kind of scan (seconds)
+ZEROCONF_TIMEOUT = 3.0
+MODBUS_PROBE_TIMEOUT = 0.3  # per unit id: 247 silent ids take about a minute and a quarter
+OPCUA_BROWSE_TIMEOUT = 10.0
+BLE_SCAN_TIMEOUT = 5.0
+
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:
     click.echo(f"edge: {message}", err=True)
@@ -271,7 +277,8 @@ def dead_letters_replay(config_path: str | None, ids: tuple[int, ...], replay_al
 
 
 @cli.command()
-@click.option("--timeout", type=float, default=3.0, show_default=True, help="seconds to listen/probe")
+@click.option("--timeout", type=float, default=None,
+              help="seconds to listen (zeroconf 3, BLE 5), per unit id probed (Modbus 0.3), or to browse (OPC-UA 10)")
 @click.option("--interface", "interfaces", multiple=True, help="address of an interface to browse on (repeatable)")
 @click.option("--modbus-tcp", "modbus_tcp", default=None, metavar="HOST[:PORT]", help="scan Modbus unit ids on a host")
 @click.option("--serial", default=None, metavar="PORT", help="scan Modbus RTU unit ids on a serial port")
@@ -280,7 +287,7 @@ def dead_letters_replay(config_path: str | None, ids: tuple[int, ...], replay_al
 @click.option("--opcua", default=None, metavar="URL", help="browse an OPC-UA server's address space")
 @click.option("--ble", is_flag=True, help="scan for BLE devices")
 @click.option("--json", "as_json", is_flag=True, help="JSON output")
-def discover(timeout: float, interfaces: tuple[str, ...], modbus_tcp: str | None, serial: str | None,
+def discover(timeout: float | None, interfaces: tuple[str, ...], modbus_tcp: str | None, serial: str | None,
              baudrate: int, units: str, opcua: str | None, ble: bool, as_json: bool) -> None:
     """Find devices: zeroconf services by default, or the scan asked for."""
     try:
@@ -292,19 +299,19 @@ def discover(timeout: float, interfaces: tuple[str, ...], modbus_tcp: str | None
         if modbus_tcp:
             mb = importlib.import_module("drivers.modbus.discover")
             host, _, port = modbus_tcp.partition(":")
-            found = asyncio.run(mb.scan_tcp(host, int(port or 502), unit_ids, timeout))
+            found = asyncio.run(mb.scan_tcp(host, int(port or 502), unit_ids, timeout or MODBUS_PROBE_TIMEOUT))
         elif serial:
             mb = importlib.import_module("drivers.modbus.discover")
-            found = asyncio.run(mb.scan_serial(serial, baudrate, unit_ids, timeout))
+            found = asyncio.run(mb.scan_serial(serial, baudrate, unit_ids, timeout or MODBUS_PROBE_TIMEOUT))
         elif opcua:
             ua = importlib.import_module("drivers.opcua.discover")
-            found = asyncio.run(ua.browse(opcua, timeout))
+            found = asyncio.run(ua.browse(opcua, timeout or OPCUA_BROWSE_TIMEOUT))
         elif ble:
             bt = importlib.import_module("drivers.ble.discover")
-            found = asyncio.run(bt.scan(timeout))
+            found = asyncio.run(bt.scan(timeout or BLE_SCAN_TIMEOUT))
         else:
             discovery = importlib.import_module("edge.discovery")
-            found = asyncio.run(discovery.browse(timeout, list(interfaces)))
+            found = asyncio.run(discovery.browse(timeout or ZEROCONF_TIMEOUT, list(interfaces)))
     except ImportError as e:
         fail(f"this kind of discovery is not available in this build ({e.name})", EXIT_RUNTIME)
     except (OSError, ValueError) as e:
