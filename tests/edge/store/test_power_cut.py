@@ -46,6 +46,7 @@ points = 50
 """
 PAGE_LIMIT = 10_000
 CONSUMER_PAUSE = 0.005  # s between empty pages
+ACK_EVERY = 5  # pages between acknowledgements (PUT /v1/cursors/reader)
 
 
 @dataclass
@@ -56,16 +57,24 @@ class Consumer:
     token: str
     after: int
     served: dict[int, dict[str, Any]]
+    acked: int = 0  # the highest seq whose acknowledgement was answered
     stop: threading.Event = field(default_factory=threading.Event)
     pages: int = 0
 
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        req = urllib.request.Request(self.url + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=2.0) as resp:
+            return json.loads(resp.read())
+
     def run(self) -> None:
         while not self.stop.is_set():
-            req = urllib.request.Request(f"{self.url}/v1/readings?after={self.after}&limit={PAGE_LIMIT}",
-                                         headers={"Authorization": f"Bearer {self.token}"})
             try:
-                with urllib.request.urlopen(req, timeout=2.0) as resp:
-                    page = json.loads(resp.read())
+                page = self.call("GET", f"/v1/readings?after={self.after}&limit={PAGE_LIMIT}")
+                if self.pages % ACK_EVERY == 0 and self.after > self.acked:
+                    self.acked = self.call("PUT", "/v1/cursors/reader", {"seq": self.after})["seq"]
             except (OSError, urllib.error.URLError, ValueError):
                 return  # the power is gone
             self.pages += 1
@@ -101,8 +110,8 @@ class OutsideTokenEdge(EdgeProcess):
                     if line.strip() and not line.startswith("#"))
 
 
-def store_after_cut(backing: Path) -> dict[int, dict[str, Any]]:
-    """Open the store from the backing folder like the next start would; every reading by seq."""
+def store_after_cut(backing: Path) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
+    """Open the store from the backing folder like the next start would; every reading by seq, the cursors."""
     con = sqlite3.connect(backing / "data" / "store.sqlite")
     try:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -110,6 +119,7 @@ def store_after_cut(backing: Path) -> dict[int, dict[str, Any]]:
         con.close()
     store = Store.open(backing / "data", StoreOptions())
     try:
+        cursors = {name: c["seq"] for name, c in store.cursors_sync().items()}
         rows: dict[int, dict[str, Any]] = {}
         after = 0
         while True:
@@ -122,7 +132,7 @@ def store_after_cut(backing: Path) -> dict[int, dict[str, Any]]:
             after = page[-1].seq
     finally:
         store.close()
-    return rows
+    return rows, cursors
 
 
 @pytest.fixture
@@ -149,7 +159,7 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
     config.write_text(text)
     served: dict[int, dict[str, Any]] = {}
     cuts: list[Cut] = []
-    after = 0
+    after = acked = 0
     for n in range(CUTS):
         lossy.start()
         edge = OutsideTokenEdge(config)
@@ -160,7 +170,9 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
             lossy.stop()
             raise
         assert edge.proc is not None
-        consumer = Consumer(edge.url, edge.token, after, served)
+        consumer = Consumer(edge.url, edge.token, after, served, acked)
+        if n == 0:  # a consumer that never acknowledges: every reading stays, so every served one can be checked
+            consumer.call("PUT", "/v1/cursors/keeper", {"seq": 0})
         thread = threading.Thread(target=consumer.run, name=f"consumer-{n}", daemon=True)
         thread.start()
         time.sleep(rng.uniform(*RUN_BEFORE_CUT))
@@ -170,9 +182,11 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
         edge.proc.wait(10)
         consumer.stop.set()
         thread.join(10)
-        after = consumer.after
+        after, acked = consumer.after, consumer.acked
 
-        rows = store_after_cut(lossy.backing)
+        rows, cursors = store_after_cut(lossy.backing)
+        assert cursors.get("keeper") == 0
+        assert cursors.get("reader", 0) >= acked, f"cut {n}: an answered acknowledgement (seq {acked}) was lost"
         seqs = sorted(rows)
         missing = [s for s in served if s not in rows]
         assert not missing, (f"cut {n}: {len(missing)} served seqs lost by the power cut: {min(missing)}.."
