@@ -67,9 +67,7 @@ class _OpcuaDriver(Driver):
             raise WriteError(f"point {point!r} of device {self.name!r} is not writable")
         client = self.session.client
         if client is None or not self.session.healthy:
-            raise WriteError(
-                f"device {self.name!r} is not connected: {self.status.last_error or 'no session'}"
-            )
+            raise WriteError(f"device {self.name!r} is not connected: {self.status.last_error or 'no session'}")
         node_id = self.session.points.node_ids.get(point)
         if node_id is None:
             raise WriteError(self.session.points.errors.get(point, f"point {point!r} has no node id"))
@@ -132,8 +130,18 @@ class OpcuaPollDriver(_OpcuaDriver):
         readings = self._unresolved(local)
         if not names:
             return readings
+        node_ids = list(self.session.points.node_ids.values())
+        per_request = self.session.max_nodes_per_read or len(node_ids)
         try:
-            values = await client.uaclient.read(_read_params(list(self.session.points.node_ids.values())))
+            values: list[ua.DataValue] = []
+            for start in range(0, len(node_ids), per_request):  # one Read, unless the server caps its size
+                values += await client.uaclient.read(_read_params(node_ids[start : start + per_request]))
+        except ua.UaStatusCodeError as e:  # the server answered: the session is fine, the request was not
+            error = f"read refused: {_describe(e)}"
+            self._log_failure("read refused", e)
+            self.status.state = DEGRADED
+            self.status.last_error = error
+            return self.bad_cycle(error)
         except Exception as e:
             error = f"read failed: {_describe(e)}"
             self._log_failure("read failed", e)
@@ -143,9 +151,7 @@ class OpcuaPollDriver(_OpcuaDriver):
             self.backoff.failed()
             return self.bad_cycle(error)
         local = time.time()
-        readings.extend(
-            self.maker.reading(self.points[n], dv, local) for n, dv in zip(names, values, strict=False)
-        )
+        readings.extend(self.maker.reading(self.points[n], dv, local) for n, dv in zip(names, values, strict=False))
         return readings
 
 
@@ -215,21 +221,13 @@ def _read_params(node_ids: list[ua.NodeId]) -> ua.ReadParameters:
 
 
 def _to_raw(value: Any, point: OpcuaPoint) -> Any:
-    if (
-        (point.scale, point.offset) == (1.0, 0.0)
-        or isinstance(value, bool)
-        or not isinstance(value, int | float)
-    ):
+    if (point.scale, point.offset) == (1.0, 0.0) or isinstance(value, bool) or not isinstance(value, int | float):
         return value
     return (value - point.offset) / point.scale
 
 
 def _from_raw(value: Any, point: OpcuaPoint) -> Any:
-    if (
-        (point.scale, point.offset) == (1.0, 0.0)
-        or isinstance(value, bool)
-        or not isinstance(value, int | float)
-    ):
+    if (point.scale, point.offset) == (1.0, 0.0) or isinstance(value, bool) or not isinstance(value, int | float):
         return value
     return value * point.scale + point.offset
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from asyncua import Client
+from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 
 from drivers.base import DOWN, UP, DeviceStatus
@@ -69,6 +69,7 @@ class DeviceSession:
         self.lost = asyncio.Event()
         self.lost_reason: str | None = None
         self.opened = 0  # sessions opened so far (the first is not a reconnect)
+        self.max_nodes_per_read = 0  # the server's OperationLimits.MaxNodesPerRead (0: no limit)
         self.orphan: OrphanedSession | None = None  # a session we dropped that the server may still hold
         self._lock = asyncio.Lock()
         status.extra.setdefault("orphaned_sessions_closed", 0)
@@ -105,6 +106,7 @@ class DeviceSession:
                     await secure(client, self.device)
                     await client.connect()
                     self.points = await resolve(client, self.device.point)
+                    self.max_nodes_per_read = await _max_nodes_per_read(client)
             except BaseException:
                 await self._close()
                 raise
@@ -190,3 +192,15 @@ class DeviceSession:
         self.status.state = DOWN
         self.status.last_error = error
         self.status.extra["session"] = "down"
+
+
+async def _max_nodes_per_read(client: Client) -> int:
+    """The server's limit on nodes per Read request (0 when it sets none or does not say)."""
+    try:
+        node = client.get_node(
+            ua.NodeId(ua.Int32(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead))
+        )
+        value = await node.read_value()
+    except (ua.UaError, ValueError):
+        return 0
+    return int(value) if isinstance(value, int) and value > 0 else 0

@@ -106,8 +106,8 @@ def make_server_pki(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def plain_server() -> Iterator[ServerProcess]:
-    """One unsecured test server for the whole session (start-up costs ~1.7 s)."""
-    server = ServerProcess().start()
+    """One unsecured test server for the whole session (start-up costs ~1.7 s); it allows 10 nodes per Read."""
+    server = ServerProcess(None, "--max-nodes-per-read", "10").start()
     yield server
     server.stop()
 

@@ -68,7 +68,8 @@ ARRAYS: dict[str, tuple[ua.VariantType, Any]] = {
 }
 
 
-async def build(port: int, cert: str | None, key: str | None, user: str | None, items: int) -> Server:
+async def build(port: int, cert: str | None, key: str | None, user: str | None, items: int,
+                max_nodes_per_read: int = 0) -> Server:
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/edge/")
@@ -87,6 +88,9 @@ async def build(port: int, cert: str | None, key: str | None, user: str | None, 
         name, _, password = user.partition(":")
         server.iserver.user_manager = OneUser(name, password)
         server.set_identity_tokens([ua.UserNameIdentityToken, ua.X509IdentityToken])
+    if max_nodes_per_read:
+        limit = server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead))
+        await limit.write_value(ua.Variant(max_nodes_per_read, ua.VariantType.UInt32))
     idx = await server.register_namespace(NAMESPACE)
     assert idx == 2, idx
     objects = server.nodes.objects
@@ -202,9 +206,10 @@ async def main() -> None:
     ap.add_argument("--key")
     ap.add_argument("--user")
     ap.add_argument("--items", type=int, default=0)
+    ap.add_argument("--max-nodes-per-read", type=int, default=0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    server = await build(args.port, args.cert, args.key, args.user, args.items)
+    server = await build(args.port, args.cert, args.key, args.user, args.items, args.max_nodes_per_read)
     async with server:
         tasks = [asyncio.create_task(update_loop(server)), asyncio.create_task(session_watch(server))]
         print(f"READY opc.tcp://127.0.0.1:{args.port}/edge/", flush=True)

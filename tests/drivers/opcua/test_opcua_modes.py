@@ -95,6 +95,8 @@ async def test_poll_mode_reads_every_point_in_one_request_per_cycle(plain_server
         for _ in range(3):
             cycles.append({r.point: r for r in await driver.poll()})
             await asyncio.sleep(0.25)
+        # this server caps a Read at 10 nodes, so the 26 resolved points took 3 requests
+        assert driver.session.max_nodes_per_read == 10
     finally:
         await driver.stop()
     for cycle in cycles:
