@@ -8,7 +8,9 @@ READ_BATCHES = 8  # a store read fetches up to this many batch_max worth of read
 IDLE_WAIT = 1.0  # s: how long the sender waits for new data before refreshing its backlog figures
 BACKLOG_REFRESH = 1.0  # s: the oldest-unsent age is re-read from the store at most this often
 RATE_WINDOW = 10.0  # s: send_rate is averaged over this window
-CLOSE_TIMEOUT = 5.0  # s: close() waits this long for the last acks and the final cursor write
+CLOSE_TIMEOUT = 1.0  # s: close() waits this long for the final cursor write
+STOP_WAIT = 1.0  # s: run() waits this long for its delivery tasks to end when stopped
+DRAIN_TIMEOUT = 0.5  # s: on stop, outstanding acks are awaited this long (what is not acked is sent again)
 
 # -- reconnect / retry backoff (exponential with full jitter between min and the doubled delay) ----------
 BACKOFF_MIN = 0.2  # s
@@ -24,6 +26,7 @@ MQTT_TOPIC = "edge/{edge}/readings"
 MQTT_STATUS_TOPIC = "edge/{edge}/status"
 MQTT_STATUS_ONLINE = "online"
 MQTT_STATUS_OFFLINE = "offline"
+MQTT_STATUS_WAIT = 0.3  # s: on stop, the "offline" status publish is awaited this long
 MQTT_REPLAY_TIMEOUT = 30.0  # s: a replayed dead letter must be PUBACKed within this
 
 # -- HTTP -------------------------------------------------------------------------------------------------

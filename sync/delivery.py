@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from edge.reading import Reading
 from sync.base import Sink, SinkConfig
-from sync.defaults import BACKLOG_REFRESH, CLOSE_TIMEOUT, INFLIGHT, RATE_WINDOW, READ_BATCHES
+from sync.defaults import BACKLOG_REFRESH, CLOSE_TIMEOUT, INFLIGHT, RATE_WINDOW, READ_BATCHES, STOP_WAIT
 from sync.outage import OutageLog
 from sync.pacing import SendPacer
 from sync.payload import PayloadEncoder
+from sync.waiting import wait_done
 from sync.window import AckWindow, OutMessage
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class DeliverySink(Sink):
         self._bytes_per_reading = BYTES_PER_READING_GUESS
         self._head_ts: float | None = None  # ts of the oldest reading not yet acked (refreshed)
         self._head_checked = 0.0
-        self._ready = asyncio.Event()
+        self.stopping = False  # run() is ending: the delivery loops must end too
 
     # -- what a transport provides ----------------------------------------------------------------------
 
@@ -88,7 +89,6 @@ class DeliverySink(Sink):
         window = AckWindow(self.inflight, cursor)
         self.window = window
         await self._load_counters()
-        self._ready.set()
         log.info("sink %s (%s) starting after seq %d", self.name, self.config.type, cursor)
         tasks = [asyncio.create_task(self._deliver(window), name=f"sink-{self.name}-deliver"),
                  asyncio.create_task(self._keep_cursor(window), name=f"sink-{self.name}-cursor")]
@@ -97,10 +97,12 @@ class DeliverySink(Sink):
             for t in done:
                 t.result()
         finally:
+            self.stopping = True  # loops check it too: a cancellation can get lost inside a timed wait
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=STOP_WAIT)
             await self._save_cursor(window)
+            self.stopping = False
 
     async def _load_counters(self) -> None:
         name = self.name
@@ -113,9 +115,8 @@ class DeliverySink(Sink):
 
     async def _keep_cursor(self, window: AckWindow) -> None:
         """Write the acked prefix to the store's cursor whenever it moves; keep the backlog figures fresh."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(window.wait_dirty(), BACKLOG_REFRESH)
+        while not self.stopping:
+            await window.wait_dirty(BACKLOG_REFRESH)
             await self._save_cursor(window)
             now = time.monotonic()
             if now - self._head_checked >= BACKLOG_REFRESH:
@@ -213,7 +214,7 @@ class DeliverySink(Sink):
         """Write the last acked position (the transport closes its connection in its own close())."""
         if self.window is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._save_cursor(self.window), CLOSE_TIMEOUT)
+                await wait_done(asyncio.ensure_future(self._save_cursor(self.window)), CLOSE_TIMEOUT)
 
     # -- stats ----------------------------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ class HttpSink(DeliverySink):
         session = self._new_session()
         self._session = session
         try:
-            while True:
+            while not self.stopping:
                 await window.wait_space()
                 chunk = await self.next_messages(window, window.free)
                 if not chunk.messages:
@@ -114,7 +114,7 @@ class HttpSink(DeliverySink):
         cfg = self.config
         backoff = Backoff(cfg.retry_min, cfg.retry_max)
         what = f"POST {cfg.url} (seq {m.first_seq}..{m.last_seq})"
-        while True:
+        while not self.stopping:
             m.attempts += 1
             try:
                 status, text, after = await self._post(session, m.payload, m.first_seq, m.last_seq)

@@ -8,10 +8,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sync.defaults import CLOSE_TIMEOUT, IDLE_WAIT, MQTT_REPLAY_TIMEOUT
+from sync.defaults import DRAIN_TIMEOUT, IDLE_WAIT, MQTT_REPLAY_TIMEOUT
 from sync.delivery import DeliverySink
 from sync.mqtt_config import MqttSinkConfig
 from sync.mqtt_link import MqttLink
+from sync.waiting import wait_done
 from sync.window import AckWindow, OutMessage
 
 if TYPE_CHECKING:
@@ -60,13 +61,23 @@ class MqttSink(DeliverySink):
         try:
             await self._publish_loop(window, link, keeper)
         finally:
+            await self._drain(window, link)
             for t in (keeper, refusals):
                 t.cancel()
             await asyncio.gather(keeper, refusals, return_exceptions=True)
             await link.close(status=True)
 
+    async def _drain(self, window: AckWindow, link: MqttLink) -> None:
+        """Give outstanding PUBACKs a moment to arrive (fewer duplicates after a restart)."""
+        if not link.connected:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT
+        while window.unacked and link.connected and loop.time() < deadline:
+            await window.wait_changed_or(deadline - loop.time())
+
     async def _publish_loop(self, window: AckWindow, link: MqttLink, keeper: asyncio.Task[None]) -> None:
-        while True:
+        while not self.stopping:
             await link.wait_connected()
             await window.wait_space()
             free = min(window.free, link.receive_maximum - len(self._by_mid))
@@ -110,7 +121,7 @@ class MqttSink(DeliverySink):
             self.acked(window, message)
 
     async def _dead_letter_refused(self, window: AckWindow) -> None:
-        while True:
+        while not self.stopping:
             await self._refused_event.wait()
             self._refused_event.clear()
             while self._refused:
@@ -122,11 +133,8 @@ class MqttSink(DeliverySink):
     async def close(self) -> None:
         """Wait briefly for outstanding PUBACKs, write the cursor, say "offline", disconnect."""
         link, window = self.link, self.window
-        if link is not None and window is not None and link.connected:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + CLOSE_TIMEOUT / 2
-            while window.unacked and loop.time() < deadline:
-                await window.wait_changed_or(deadline - loop.time())
+        if link is not None and window is not None:
+            await self._drain(window, link)
         await super().close()
         if link is not None:
             await link.close(status=True)
@@ -145,10 +153,10 @@ class MqttSink(DeliverySink):
         fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self._waiters[mid] = fut
         try:
-            code, reason = await asyncio.wait_for(fut, MQTT_REPLAY_TIMEOUT)
-        except TimeoutError:
-            raise RuntimeError(f"sink {self.name}: no PUBACK for the replayed dead letter {dead_letter.id} "
-                               f"within {MQTT_REPLAY_TIMEOUT} s") from None
+            if not await wait_done(fut, MQTT_REPLAY_TIMEOUT):
+                raise RuntimeError(f"sink {self.name}: no PUBACK for the replayed dead letter {dead_letter.id} "
+                                   f"within {MQTT_REPLAY_TIMEOUT} s")
+            code, reason = fut.result()
         finally:
             self._waiters.pop(mid, None)
         if code >= REASON_FAILURE:

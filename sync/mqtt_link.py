@@ -18,11 +18,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from sync.defaults import MQTT_CONNECT_TIMEOUT, MQTT_STATUS_OFFLINE, MQTT_STATUS_ONLINE
+from sync.defaults import MQTT_CONNECT_TIMEOUT, MQTT_STATUS_OFFLINE, MQTT_STATUS_ONLINE, MQTT_STATUS_WAIT
 from sync.mqtt_config import MqttSinkConfig
 from sync.outage import OutageLog, describe_error
 from sync.pacing import Backoff
 from sync.tls import ssl_context
+from sync.waiting import wait_done
 
 log = logging.getLogger("edge.sync")
 
@@ -128,7 +129,7 @@ class MqttLink:
         """Stay connected: reconnect after every failure or loss, with backoff and jitter."""
         url = self.config.url
         try:
-            while True:
+            while not self._stopping:
                 try:
                     await self._connect_once()
                 except ConnectFailed as e:
@@ -166,14 +167,12 @@ class MqttLink:
             await self._loop.run_in_executor(None, self._connect_blocking)
         except (OSError, ValueError) as e:
             raise ConnectFailed(describe_error(e)) from e
-        try:
-            await asyncio.wait_for(self._connack, MQTT_CONNECT_TIMEOUT)
-        except TimeoutError:
+        if not await wait_done(self._connack, MQTT_CONNECT_TIMEOUT):
             await self._loop.run_in_executor(None, self._drop)
-            raise ConnectFailed(f"no CONNACK from {self.where} within {MQTT_CONNECT_TIMEOUT} s") from None
-        except ConnectFailed:
+            raise ConnectFailed(f"no CONNACK from {self.where} within {MQTT_CONNECT_TIMEOUT} s")
+        if self._connack.exception() is not None:
             await self._loop.run_in_executor(None, self._drop)
-            raise
+            raise self._connack.exception()  # type: ignore[misc]
         if c.tls and c.insecure_skip_verify:
             log.warning("sink %s: connected to %s WITHOUT verifying its certificate", c.name, c.url)
 
@@ -197,6 +196,6 @@ class MqttLink:
         if self.connected and status and self.status_topic:
             info = self.client.publish(self.status_topic, MQTT_STATUS_OFFLINE, qos=1, retain=True)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._loop.run_in_executor(None, info.wait_for_publish, 1.0), 2.0)
+                await self._loop.run_in_executor(None, info.wait_for_publish, MQTT_STATUS_WAIT)
         await self._loop.run_in_executor(None, self._drop)
         self.connected = False

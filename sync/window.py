@@ -13,6 +13,8 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
+from sync.waiting import wait_done, wait_event
+
 
 @dataclass(eq=False)
 class OutMessage:
@@ -103,9 +105,9 @@ class AckWindow:
     async def wait_space(self) -> None:
         await self._space.wait()
 
-    async def wait_dirty(self) -> None:
-        """Until an ack or a skip happened since the last call (for the one task writing the cursor)."""
-        await self._dirty.wait()
+    async def wait_dirty(self, timeout: float) -> None:
+        """Until an ack or a skip happened since the last call, or the timeout (for the cursor writer)."""
+        await wait_event(self._dirty, timeout)
         self._dirty.clear()
 
     async def wait_changed_or(self, timeout: float) -> None:
@@ -113,9 +115,8 @@ class AckWindow:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
-            await asyncio.wait_for(fut, max(0.0, timeout))
-        except TimeoutError:
-            pass
+            await wait_done(fut, timeout)
         finally:
             if fut in self._waiters:
                 self._waiters.remove(fut)
+            fut.cancel()
