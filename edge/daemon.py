@@ -65,6 +65,8 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Drivers that keep files (OPC-UA's PKI) resolve relative paths against the data dir.
+        os.environ.setdefault("EDGE_DATA_DIR", str(self.data_dir))
         loop = asyncio.get_running_loop()
         self.store = await loop.run_in_executor(None, Store.open, self.data_dir, cfg.store.options())
         self.pipeline = Pipeline([], load_transform_set(cfg))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import ServerProcess, free_port
+from opcua_peers import ServerProcess, free_port
 
 from drivers.opcua.config import OpcuaPoint
 from drivers.opcua.discover import browse

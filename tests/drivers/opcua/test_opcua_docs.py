@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from conftest import ServerProcess
+from opcua_peers import ServerProcess
 
 from drivers.opcua.config import OpcuaDevice
 from drivers.opcua.driver import OpcuaPollDriver

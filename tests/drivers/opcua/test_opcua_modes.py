@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import Collector, ServerProcess
+from opcua_peers import Collector, ServerProcess
 
 from drivers.base import WriteError
 from drivers.opcua.config import OpcuaDevice
@@ -135,7 +135,7 @@ async def test_writes_convert_to_the_node_type_and_read_back(plain_server: Serve
 
 
 async def test_unreachable_server_gives_bad_readings_not_exceptions() -> None:
-    from conftest import free_port
+    from opcua_peers import free_port
 
     driver = create_driver(device(f"opc.tcp://127.0.0.1:{free_port()}/", "poll"))
     readings = await driver.poll()

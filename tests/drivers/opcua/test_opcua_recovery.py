@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from blackhole_proxy import BlackholeProxy
-from conftest import Collector, ServerProcess
+from opcua_peers import Collector, ServerProcess
 
 from drivers.opcua.config import OpcuaDevice
 from drivers.opcua.driver import OpcuaPollDriver

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import Collector, ServerProcess
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from opcua_peers import Collector, ServerProcess
 
 from drivers.opcua.cli import opcua
 from drivers.opcua.config import OpcuaDevice
