@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 
 from tui.report import site_report, write_report
@@ -74,6 +74,7 @@ class EdgeApp(App[None]):
         self.scanner = scanner or Scanner()
         self.state = DaemonState()
         self.last_report: Path | None = None
+        self._refreshing = False
 
     # -- talking to the daemon ------------------------------------------------------------------------
 
@@ -105,8 +106,12 @@ class EdgeApp(App[None]):
         else:
             self.state.update(devices, stats, self.clock())
             self.sub_title = f"{self.state.health.get('edge', '?')} · {self.target}".rstrip(" ·")
-        update = getattr(self.screen, "update_view", None)
-        if update is not None:
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return  # starting up or shutting down
+        update = getattr(screen, "update_view", None)
+        if update is not None and screen.is_mounted:
             await update()
 
     async def on_mount(self) -> None:
@@ -116,7 +121,16 @@ class EdgeApp(App[None]):
             self.set_interval(self.refresh_interval, self._tick)
 
     def _tick(self) -> None:
-        self.run_worker(self.refresh_state(), group="refresh", exclusive=True)
+        """Start a refresh unless the previous one is still waiting for a slow daemon."""
+        if not self._refreshing:
+            self.run_worker(self._guarded_refresh(), group="refresh")
+
+    async def _guarded_refresh(self) -> None:
+        self._refreshing = True
+        try:
+            await self.refresh_state()
+        finally:
+            self._refreshing = False
 
     # -- global actions -------------------------------------------------------------------------------
 

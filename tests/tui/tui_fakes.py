@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from edge.client import ApiError
 from tui.app import EdgeApp
@@ -152,7 +153,8 @@ class FakeClient:
         if method == "GET" and route == "/v1/config":
             return {"path": "/etc/edge/edge.toml", "text": CONFIG_TEXT}
         if method == "GET" and route == "/v1/events":
-            return {"events": copy.deepcopy(EVENTS)}
+            after = int(parse_qs(urlsplit(path).query).get("after", ["0"])[0])
+            return {"events": [copy.deepcopy(e) for e in EVENTS if e["id"] > after]}
         if method == "GET" and route == "/v1/dead-letters":
             return {"dead_letters": copy.deepcopy(DEAD_LETTERS)}
         raise ApiError(404, f"the fake daemon has no {method} {route}")

@@ -192,6 +192,8 @@ class DeviceScreen(EdgeScreen):
                 self.writable = {p["name"] for p in dev.get("point", []) if p.get("writable")}
 
     async def update_view(self) -> None:
+        if not self.query_one("#points", DataTable).columns:
+            return  # not mounted yet
         state = self.edge.state
         dev = state.device(self.device)
         summary = self.query_one("#summary", Static)

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from tui.screens.base import EdgeScreen
 
 EVENTS_SHOWN = 200
+EVENTS_PAGE = 1000  # the API's largest page
 
 
 class EventsScreen(EdgeScreen):
@@ -47,18 +48,19 @@ class EventsScreen(EdgeScreen):
         await self.action_fetch()
 
     async def update_view(self) -> None:
-        await self.action_fetch()
+        if self.query_one("#events", DataTable).columns:
+            await self.action_fetch()
 
     async def action_fetch(self) -> None:
         from tui.app import DaemonError
 
         try:
-            total = await self.edge.call("GET", "/v1/events?limit=1000")
+            fresh = await self._new_events()
             letters = (await self.edge.call("GET", "/v1/dead-letters"))["dead_letters"]
         except DaemonError as err:
             self.query_one("#dead-status", Static).update(f"[red]{escape(str(err))}[/]")
             return
-        events = list(reversed(total["events"]))[:EVENTS_SHOWN]
+        events = (list(reversed(fresh)) + self.events)[:EVENTS_SHOWN]
         if [e["id"] for e in events] != [e["id"] for e in self.events]:
             self.events = events
             table = self.query_one("#events", DataTable)
@@ -74,6 +76,17 @@ class EventsScreen(EdgeScreen):
                              Text(x["error"]), key=str(x["id"]))
             if not letters:
                 dead.add_row("", "(none)", "", "", "", key="none")
+
+    async def _new_events(self) -> list[dict[str, Any]]:
+        """Events after the newest one shown, oldest first (paging through the log on the first call)."""
+        after = self.events[0]["id"] if self.events else 0
+        out: list[dict[str, Any]] = []
+        while True:
+            page = (await self.edge.call("GET", f"/v1/events?after={after}&limit={EVENTS_PAGE}"))["events"]
+            out = (out + page)[-EVENTS_SHOWN:]
+            if len(page) < EVENTS_PAGE:
+                return out
+            after = page[-1]["id"]
 
     def _selected_letter(self) -> dict[str, Any] | None:
         dead = self.query_one("#dead", DataTable)

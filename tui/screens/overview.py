@@ -54,6 +54,8 @@ class OverviewScreen(EdgeScreen):
             sinks.add_column(label, key=key)
 
     async def update_view(self) -> None:
+        if not self.query_one("#devices", DataTable).columns:
+            return  # not mounted yet: on_mount adds the columns, then the next refresh fills them
         state = self.edge.state
         now = self.edge.clock()
         self._fill(self.query_one("#devices", DataTable), [
