@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import platform
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from tui import format as fmt
+
+LIBRARIES = ("pymodbus", "asyncua", "bleak", "dbus-fast", "aiomqtt", "aiohttp", "zeroconf", "textual")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -19,7 +23,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def site_report(health: dict[str, Any], devices: list[dict[str, Any]], stats: dict[str, Any],
-                now: float, config_path: str | None = None) -> str:
+                now: float, config_path: str | None = None, versions: list[str] | None = None) -> str:
     """The report's Markdown text for the daemon state given (times relative to `now`)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
     edge_id = health.get("edge") or stats.get("edge") or "?"
@@ -55,8 +59,22 @@ def site_report(health: dict[str, Any], devices: list[dict[str, Any]], stats: di
     out += ["", "## Store", "",
             f"- size: {fmt.size(store.get('bytes'))} of {fmt.size(store.get('max_bytes'))}",
             f"- readings held: {store.get('readings', 0)} (seq {store.get('first_seq')}..{store.get('last_seq')})",
-            f"- dead letters: {dead.get('batches', 0)} batches, {dead.get('readings', 0)} readings", ""]
+            f"- dead letters: {dead.get('batches', 0)} batches, {dead.get('readings', 0)} readings", "",
+            "## Versions", "",
+            f"- edge (the daemon): {health.get('version') or stats.get('version') or '?'}",
+            f"- libraries where this report was written: {', '.join(versions or library_versions())}", ""]
     return "\n".join(out)
+
+
+def library_versions() -> list[str]:
+    """`name version` of the protocol and UI libraries installed where the report is written."""
+    out = [f"python {platform.python_version()}"]
+    for name in LIBRARIES:
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def report_path(folder: Path, edge_id: str, now: float) -> Path:

@@ -214,5 +214,6 @@ async def test_r_writes_the_site_report(make_app: Callable[..., EdgeApp], tmp_pa
     report = app.last_report.read_text()
     assert report.startswith("# Site report: tui-test")
     for needle in ("## Devices", "| boiler | simulator | up |", "### line", "| setpoint | 42 | degC | good |",
-                   "## Sinks", "| web | http |", "## Store", "edge version: 0.1.0"):
+                   "## Sinks", "| web | http |", "## Store", "edge version: 0.1.0",
+                   "## Versions", "- edge (the daemon): 0.1.0", "textual 8."):
         assert needle in report, needle
