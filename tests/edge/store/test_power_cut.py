@@ -13,6 +13,7 @@ after it were appended but not yet durable, so nobody had seen them). docs/store
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import statistics
@@ -137,12 +138,14 @@ def store_after_cut(backing: Path) -> tuple[dict[int, dict[str, Any]], dict[str,
 
 @pytest.fixture
 def lossy(tmp_path: Path) -> Iterator[LossyMount]:
-    import os
-
     if os.geteuid() != 0:
         pytest.skip("mounting a FUSE filesystem needs root here (the fault tests run as root in CI)")
     if not Path("/dev/fuse").exists():
         pytest.skip("no /dev/fuse")
+    import ctypes.util
+
+    if ctypes.util.find_library("fuse3") is None:
+        pytest.skip("libfuse3 is not installed (apt-get install fuse3 libfuse3-dev)")
     mount = LossyMount(tmp_path / "backing", tmp_path / "mnt")
     yield mount
     mount.stop()
