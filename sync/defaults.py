@@ -5,6 +5,7 @@ from __future__ import annotations
 # -- delivery (both sinks) -----------------------------------------------------------------------------
 INFLIGHT = 32  # messages sent and not yet covered by the durable cursor (bounds duplicates after a crash)
 READ_BATCHES = 8  # a store read fetches up to this many batch_max worth of readings
+READ_AHEAD = 4  # chunks (one store read each, batched and encoded) prepared ahead of the sender
 IDLE_WAIT = 1.0  # s: how long the sender waits for new data before refreshing its backlog figures
 BACKLOG_REFRESH = 1.0  # s: the oldest-unsent age is re-read from the store at most this often
 RATE_WINDOW = 10.0  # s: send_rate is averaged over this window

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from edge.reading import Reading
 from sync.base import Sink, SinkConfig
-from sync.defaults import BACKLOG_REFRESH, CLOSE_TIMEOUT, INFLIGHT, RATE_WINDOW, READ_BATCHES, STOP_WAIT
+from sync.defaults import (
+    BACKLOG_REFRESH,
+    CLOSE_TIMEOUT,
+    IDLE_WAIT,
+    INFLIGHT,
+    RATE_WINDOW,
+    READ_AHEAD,
+    READ_BATCHES,
+    STOP_WAIT,
+)
 from sync.outage import OutageLog
 from sync.pacing import SendPacer
 from sync.payload import PayloadEncoder
@@ -66,6 +75,7 @@ class DeliverySink(Sink):
         self._head_ts: float | None = None  # ts of the oldest reading not yet acked (refreshed)
         self._head_checked = 0.0
         self.stopping = False  # run() is ending: the delivery loops must end too
+        self._chunks: asyncio.Queue[Chunk] = asyncio.Queue(READ_AHEAD)
 
     # -- what a transport provides ----------------------------------------------------------------------
 
@@ -80,7 +90,8 @@ class DeliverySink(Sink):
 
     @abc.abstractmethod
     async def _deliver(self, window: AckWindow) -> None:
-        """Send what `next_messages` gives, call `acked` for each acknowledged message; until cancelled."""
+        """Send the messages of each `next_chunk()` in order, adding each to the window first, then
+        `window.skip_to(chunk.taken)`; call `acked` for each acknowledged message. Until cancelled."""
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -90,7 +101,9 @@ class DeliverySink(Sink):
         self.window = window
         await self._load_counters()
         log.info("sink %s (%s) starting after seq %d", self.name, self.config.type, cursor)
-        tasks = [asyncio.create_task(self._deliver(window), name=f"sink-{self.name}-deliver"),
+        self._chunks = asyncio.Queue(READ_AHEAD)
+        tasks = [asyncio.create_task(self._read_ahead(window.taken), name=f"sink-{self.name}-read"),
+                 asyncio.create_task(self._deliver(window), name=f"sink-{self.name}-deliver"),
                  asyncio.create_task(self._keep_cursor(window), name=f"sink-{self.name}-cursor")]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -125,25 +138,41 @@ class DeliverySink(Sink):
                 self._head_ts = head[0].ts if head else None
 
     async def _save_cursor(self, window: AckWindow) -> None:
+        """Make the acked prefix the durable cursor. While a backlog drains (or the window is full) the sender
+        waits for exactly this, so the store commits at once instead of at its next commit interval."""
         target = window.ackable()
-        if target > window.durable:
-            window.made_durable(await self.store.set_cursor(self.name, target, kind="sink"))
+        if target <= window.durable:
+            return
+        write = self.store.set_cursor(self.name, target, kind="sink")
+        if window.free == 0 or self.store.durable_seq > window.taken:
+            seq, _ = await asyncio.gather(write, self.store.flush())
+        else:
+            seq = await write
+        window.made_durable(seq)
 
-    # -- reading and batching ---------------------------------------------------------------------------
+    async def _read_ahead(self, after: int) -> None:
+        """Read, filter, batch and encode ahead of the sender (a few chunks at most)."""
+        while not self.stopping:
+            chunk = await self._read_chunk(after)
+            if chunk is None:
+                await self.store.wait_for_data(after, IDLE_WAIT)
+                continue
+            await self._chunks.put(chunk)
+            after = chunk.taken
 
-    async def next_messages(self, window: AckWindow, max_messages: int) -> Chunk:
-        """Up to max_messages new messages from the readings after what the window has taken.
+    async def next_chunk(self) -> Chunk:
+        """The next chunk in seq order (waits for new readings)."""
+        return await self._chunks.get()
 
-        The caller adds the messages to the window (in order) and then calls `window.skip_to(chunk.taken)`:
-        readings up to `taken` that are in no message were filtered out or expired.
+    async def _read_chunk(self, after: int) -> Chunk | None:
+        """The messages for the readings after `after` (up to READ_BATCHES of them); None when there are none.
+
+        Readings up to `chunk.taken` that are in no message were filtered out or expired.
         """
-        if max_messages <= 0:
-            return Chunk([], window.taken)
-        batch_max = self.config.batch_max
-        readings = await self.store.read(window.taken, batch_max * min(max_messages, READ_BATCHES))
+        readings = await self.store.read(after, self.config.batch_max * READ_BATCHES)
         if not readings:
-            return Chunk([], window.taken)
-        groups, taken, expired = self._group(readings, max_messages)
+            return None
+        groups, taken, expired = self._group(readings, READ_BATCHES)
         if expired:
             self.expired += expired
             await self.store.count(expired_counter(self.name), expired)

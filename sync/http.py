@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from sync.defaults import HTTP_ERROR_BODY_MAX, IDLE_WAIT
+from sync.defaults import HTTP_ERROR_BODY_MAX
 from sync.delivery import DeliverySink
 from sync.http_config import HttpSinkConfig
 from sync.outage import describe_error
@@ -93,14 +93,9 @@ class HttpSink(DeliverySink):
         self._session = session
         try:
             while not self.stopping:
-                await window.wait_space()
-                chunk = await self.next_messages(window, window.free)
-                if not chunk.messages:
-                    if chunk.taken <= window.taken:
-                        await self.store.wait_for_data(window.taken, IDLE_WAIT)
-                    window.skip_to(chunk.taken)
-                    continue
+                chunk = await self.next_chunk()
                 for m in chunk.messages:
+                    await window.wait_space()
                     await self.pacer.take(m.count, len(m.payload))
                     window.add(m)
                     await self._send(session, window, m)

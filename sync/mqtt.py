@@ -78,24 +78,23 @@ class MqttSink(DeliverySink):
 
     async def _publish_loop(self, window: AckWindow, link: MqttLink, keeper: asyncio.Task[None]) -> None:
         while not self.stopping:
-            await link.wait_connected()
-            await window.wait_space()
-            free = min(window.free, link.receive_maximum - len(self._by_mid))
-            if free <= 0:
-                await window.wait_changed_or(IDLE_WAIT)
-                continue
-            chunk = await self.next_messages(window, free)
-            if not chunk.messages:
-                if chunk.taken <= window.taken:
-                    await self.store.wait_for_data(window.taken, IDLE_WAIT)
-                window.skip_to(chunk.taken)
-                continue
+            chunk = await self.next_chunk()
             for m in chunk.messages:
+                await self._wait_turn(window, link)
                 await self.pacer.take(m.count, len(m.payload))
                 window.add(m)
                 m.attempts += 1
                 self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
             window.skip_to(chunk.taken)
+
+    async def _wait_turn(self, window: AckWindow, link: MqttLink) -> None:
+        """Until connected, with room in the window and within the broker's receive maximum."""
+        while True:
+            await link.wait_connected()
+            await window.wait_space()
+            if len(self._by_mid) < link.receive_maximum and link.connected:
+                return
+            await window.wait_changed_or(IDLE_WAIT)
 
     def _on_state(self, up: bool) -> None:
         self.connected = up

@@ -32,37 +32,57 @@ class PayloadEncoder:
 
     def encode(self, readings: Sequence[Reading]) -> bytes:
         """The message for these readings (in the order given)."""
-        return self._head + ",".join(self._reading(r) for r in readings).encode() + b"]}"
+        # One loop with locals rather than a call per reading, and the timestamp text computed once per
+        # distinct ts (all readings of a poll cycle share it): this runs for every reading delivered.
+        series = self._series
+        parts: list[str] = []
+        append = parts.append
+        last_ts: float | None = None
+        ts_text = ""
+        for r in readings:
+            frag = series.get((r.device, r.point, r.unit))
+            if frag is None:
+                frag = self._fragments((r.device, r.point, r.unit))
+            ts = r.ts
+            if ts != last_ts:
+                last_ts = ts
+                ts_text = self._ts_text(ts)
+            v = r.value
+            t = type(v)
+            if t is int:
+                value = str(v)
+            elif t is float:
+                value = repr(v) if math.isfinite(v) else "null"
+            elif v is None:
+                value = "null"
+            else:
+                value = _json_value(v)
+            if r.quality == GOOD and r.error is None:
+                append(f'{{"seq":{r.seq},{frag[0]},"ts":"{ts_text}","value":{value}{frag[1]}}}')
+            else:
+                append(self._odd_reading(r, frag, ts_text, value))
+        return self._head + ",".join(parts).encode() + b"]}"
 
     def encode_many(self, batches: Iterable[Sequence[Reading]]) -> list[bytes]:
         return [self.encode(b) for b in batches]
 
-    def _reading(self, r: Reading) -> str:
-        key = (r.device, r.point, r.unit)
-        frag = self._series.get(key)
-        if frag is None:
-            frag = self._fragments(key)
-        ms = round(r.ts * 1000)
+    def _ts_text(self, ts: float) -> str:
+        ms = round(ts * 1000)
         secs, msec = divmod(ms, 1000)
         if secs != self._second:
             self._second = secs
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        v = r.value
-        t = type(v)
-        if t is float:
-            value = repr(v) if math.isfinite(v) else "null"
-        elif t is int:
-            value = str(v)
-        elif v is None:
-            value = "null"
-        else:
-            value = _json_value(v)
+        return f"{self._second_text}.{msec:03d}Z"
+
+    @staticmethod
+    def _odd_reading(r: Reading, frag: tuple[str, str], ts_text: str, value: str) -> str:
+        """A reading that is not good or carries an error."""
         tail = frag[1]
         if r.quality != GOOD:
             tail = ',"quality":' + _dumps(r.quality) + frag[1][len(',"quality":"good"'):]
         if r.error is not None:
             tail += ',"error":' + _dumps(r.error)
-        return f'{{"seq":{r.seq},{frag[0]},"ts":"{self._second_text}.{msec:03d}Z","value":{value}{tail}}}'
+        return f'{{"seq":{r.seq},{frag[0]},"ts":"{ts_text}","value":{value}{tail}}}'
 
     def _fragments(self, key: tuple[str, str, str | None]) -> tuple[str, str]:
         if len(self._series) >= SERIES_CACHE_MAX:

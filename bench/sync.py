@@ -1,0 +1,165 @@
+"""Benchmark: drain a backlog from the store to a local mosquitto at QoS 1, against a raw paho loop.
+
+    .venv/bin/python bench/sync.py [--readings 1000000] [--batch-max 500] [--inflight 64]
+
+Fills a fresh store with N readings, starts mosquitto on a free port (persistence off), runs the MQTT sink
+until its durable cursor reaches the last seq, then publishes the same pre-encoded payloads with a bare
+paho client (QoS 1, same window) and prints both rates and their ratio. Bounded by --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from edge.reading import Reading  # noqa: E402
+from edge.store import Store, StoreOptions  # noqa: E402
+from sync.defaults import INFLIGHT  # noqa: E402
+from sync.mqtt import MqttSink  # noqa: E402
+from sync.mqtt_config import MqttSinkConfig  # noqa: E402
+from sync.payload import PayloadEncoder  # noqa: E402
+
+EDGE = "bench"
+DEVICES = 10
+POINTS = 10
+FILL_CHUNK = 10_000
+TIMEOUT = 300.0  # s for the whole run
+READY_TIMEOUT = 10.0
+
+
+def start_broker(where: Path) -> tuple[subprocess.Popen[bytes], int]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = where / "mosquitto.conf"
+    conf.write_text(f"user root\npersistence false\nallow_anonymous true\nlog_dest none\nlistener {port} 127.0.0.1\n")
+    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def fill(store: Store, n: int) -> None:
+    now = time.time() - n / 1000
+    for start in range(0, n, FILL_CHUNK):
+        store.append_nowait([Reading(f"plc{i % DEVICES}", f"p{i % POINTS}", i * 0.25, now + i / 1000, unit="degC")
+                             for i in range(start, min(n, start + FILL_CHUNK))])
+    store.flush_sync(TIMEOUT)
+
+
+async def drain_with_sink(store: Store, port: int, batch_max: int, inflight: int, data: str) -> float:
+    cfg = MqttSinkConfig(name="bench", type="mqtt", url=f"mqtt://127.0.0.1:{port}", batch_max=batch_max,
+                         inflight=inflight, status_topic="")
+    sink = MqttSink(cfg, edge_id=EDGE, store=store, data_dir=data)
+    last = store.durable_seq
+    t0 = time.perf_counter()
+    task = asyncio.create_task(sink.run())
+    deadline = time.monotonic() + TIMEOUT
+    while (sink.window is None or sink.window.durable < last) and time.monotonic() < deadline:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    took = time.perf_counter() - t0
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await sink.close()
+    if sink.window is None or sink.window.durable < last:
+        raise SystemExit(f"sink did not finish within {TIMEOUT} s")
+    return took
+
+
+def encode_all(store: Store, batch_max: int) -> list[bytes]:
+    """The backlog as the messages the sink sends (one topic: no per-device grouping)."""
+    enc = PayloadEncoder(EDGE)
+    payloads = []
+    after = 0
+    while chunk := store.read_sync(after, batch_max):
+        payloads.append(enc.encode(chunk))
+        after = chunk[-1].seq
+    return payloads
+
+
+def raw_paho(port: int, payloads: list[bytes], inflight: int) -> float:
+    """The same payloads with a bare paho client: QoS 1, at most `inflight` unacknowledged."""
+    window = threading.BoundedSemaphore(inflight)
+    done = threading.Event()
+    acked = 0
+
+    def on_publish(client: mqtt.Client, userdata: object, mid: int, rc: object, props: object) -> None:
+        nonlocal acked
+        acked += 1
+        window.release()
+        if acked == len(payloads):
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw", protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(inflight)
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    t0 = time.perf_counter()
+    for p in payloads:
+        window.acquire()
+        c.publish(f"{EDGE}/readings", p, qos=1)
+    if not done.wait(TIMEOUT):
+        raise SystemExit("raw paho did not finish")
+    took = time.perf_counter() - t0
+    c.disconnect()
+    c.loop_stop()
+    return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--readings", type=int, default=1_000_000)
+    ap.add_argument("--batch-max", type=int, default=500)
+    ap.add_argument("--inflight", type=int, default=INFLIGHT)
+    args = ap.parse_args()
+    n = args.readings
+    with tempfile.TemporaryDirectory(prefix="edge-bench-sync-") as tmp:
+        broker, port = start_broker(Path(tmp))
+        try:
+            store = Store.open(Path(tmp) / "data", StoreOptions())
+            t0 = time.perf_counter()
+            fill(store, n)
+            print(f"filled {n:,} readings in {time.perf_counter() - t0:.1f} s")
+            payloads = encode_all(store, args.batch_max)  # before the drain: acked rows are removed
+            took = asyncio.run(drain_with_sink(store, port, args.batch_max, args.inflight, tmp))
+            store.close()
+            sink_rate = n / took
+            print(f"sink:     {n:,} readings in {took:.2f} s = {sink_rate:,.0f} readings/s "
+                  f"(batch_max {args.batch_max}, inflight {args.inflight}, QoS 1, cursor durable)")
+            raw = raw_paho(port, payloads, args.inflight)
+            raw_rate = n / raw
+            print(f"raw paho: {n:,} readings in {raw:.2f} s = {raw_rate:,.0f} readings/s "
+                  f"({len(payloads):,} pre-encoded messages, {sum(map(len, payloads)) / 1e6:.0f} MB)")
+            print(f"ratio sink/raw = {sink_rate / raw_rate:.2f}   (targets: >= 100,000 readings/s, ratio >= 0.5)")
+        finally:
+            broker.terminate()
+            broker.wait()
+
+
+if __name__ == "__main__":
+    main()
