@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,17 @@ def write_config(folder: Path, body: str, *, edge_id: str = "test", port: int | 
     path = folder / "edge.toml"
     path.write_text(text)
     return path
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll predicate until it returns something truthy (and return that); AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
 
 
 class EdgeProcess:
@@ -88,6 +100,17 @@ class EdgeProcess:
 
     def get(self, path: str, auth: bool = True) -> Any:
         return self.request("GET", path, auth=auth)
+
+    def all_readings(self) -> list[dict[str, Any]]:
+        """Every reading the pull API serves now, paging through /v1/readings."""
+        out: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self.get(f"/v1/readings?after={after}&limit=10000")
+            if not page["readings"]:
+                return out
+            out += page["readings"]
+            after = page["next"]
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:

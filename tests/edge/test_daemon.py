@@ -7,27 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from edgeproc import EdgeProcess, write_config
-
-
-def readings_all(edge: EdgeProcess) -> list[dict]:  # type: ignore[type-arg]
-    out, after = [], 0
-    while True:
-        page = edge.get(f"/v1/readings?after={after}&limit=10000")
-        out += page["readings"]
-        if not page["readings"]:
-            return out
-        after = page["next"]
-
-
-def wait_until(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+from edgeproc import EdgeProcess, wait_until, write_config
 
 
 def test_sigterm_flushes_and_exits_within_5s(tmp_path: Path) -> None:
@@ -72,7 +52,7 @@ def test_crashing_driver_is_restarted_and_others_continue(tmp_path: Path) -> Non
     try:
         crashes = wait_until(lambda: edge.get("/v1/events?kind=task_crashed")["events"])
         assert "device:crashy crashed: RuntimeError: simulated driver crash" in crashes[0]["message"]
-        bad = wait_until(lambda: [r for r in readings_all(edge) if r["device"] == "crashy" and r["quality"] == "bad"])
+        bad = wait_until(lambda: [r for r in edge.all_readings() if r["device"] == "crashy" and r["quality"] == "bad"])
         assert "driver crashed" in bad[0]["error"]
         steady = wait_until(lambda: [d["status"] for d in edge.get("/v1/devices")["devices"]
                                      if d["name"] == "steady" and d["status"]["polls"] > 20])[0]
@@ -91,8 +71,8 @@ def test_sighup_reload_keeps_buffered_data(tmp_path: Path) -> None:
         assert edge.proc is not None
         os.kill(edge.proc.pid, signal.SIGHUP)
         wait_until(lambda: edge.get("/v1/events?kind=reloaded")["events"])
-        wait_until(lambda: any(r["device"] == "b" for r in readings_all(edge)))
-        seqs = [r["seq"] for r in readings_all(edge)]
+        wait_until(lambda: any(r["device"] == "b" for r in edge.all_readings()))
+        seqs = [r["seq"] for r in edge.all_readings()]
         assert seqs == list(range(1, len(seqs) + 1))
         devices = {d["name"]: d for d in edge.get("/v1/devices")["devices"]}
         assert devices["a"]["status"]["polls"] > 5 and "b" in devices

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeproc import EdgeProcess, write_config
+from edgeproc import EdgeProcess, wait_until, write_config
 
 CONFIG = """
 [[device]]
@@ -56,16 +55,6 @@ def status_of(edge: EdgeProcess, method: str, path: str, body: Any = None, token
         return e.code, json.loads(e.read() or b"null"), dict(e.headers)
 
 
-def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def test_health_needs_no_token(edge: EdgeProcess) -> None:
     assert edge.get("/v1/health", auth=False) == {"status": "ok", "edge": "test", "version": "0.1.0"}
 
@@ -79,7 +68,7 @@ def test_every_other_endpoint_needs_the_token(edge: EdgeProcess, path: str) -> N
 
 
 def test_readings_pages_are_contiguous_and_in_order(edge: EdgeProcess) -> None:
-    wait_for(lambda: edge.get("/v1/readings?limit=50")["next"] >= 40)
+    wait_until(lambda: edge.get("/v1/readings?limit=50")["next"] >= 40)
     after, seqs = 0, []
     for _ in range(4):
         page = edge.get(f"/v1/readings?after={after}&limit=10")
@@ -112,7 +101,7 @@ def test_bad_parameters_are_named(edge: EdgeProcess, query: str, parameter: str)
 
 
 def test_consumer_cursor_registers_acks_and_releases(edge: EdgeProcess) -> None:
-    wait_for(lambda: edge.get("/v1/readings?limit=1")["next"] >= 1)
+    wait_until(lambda: edge.get("/v1/readings?limit=1")["next"] >= 1)
     newest = edge.get("/v1/stats")["store"]["last_seq"]
     ack = newest // 2
     code, body, _ = status_of(edge, "PUT", "/v1/cursors/central", {"seq": ack})
@@ -120,7 +109,7 @@ def test_consumer_cursor_registers_acks_and_releases(edge: EdgeProcess) -> None:
     cursors = {c["name"]: c for c in edge.get("/v1/cursors")["cursors"]}
     assert cursors["central"]["kind"] == "consumer" and cursors["central"]["seq"] == ack
     # Rows every cursor has are removed by the next maintenance pass: they are not served again.
-    wait_for(lambda: edge.get("/v1/readings?after=0&limit=1")["readings"][0]["seq"] == ack + 1)
+    wait_until(lambda: edge.get("/v1/readings?after=0&limit=1")["readings"][0]["seq"] == ack + 1)
     assert edge.get("/v1/stats")["consumers"]["central"]["backlog"] >= newest - ack
     code, body, _ = status_of(edge, "PUT", "/v1/cursors/central", {"seq": 10**12})
     assert code == 409 and body["parameter"] == "seq"
@@ -141,7 +130,7 @@ def test_body_size_is_limited(edge: EdgeProcess) -> None:
 
 
 def test_devices_show_status_and_latest_values(edge: EdgeProcess) -> None:
-    dev = wait_for(lambda: [d for d in edge.get("/v1/devices")["devices"] if d["status"]["polls"] > 2])[0]
+    dev = wait_until(lambda: [d for d in edge.get("/v1/devices")["devices"] if d["status"]["polls"] > 2])[0]
     assert dev["name"] == "sim" and dev["driver"] == "simulator" and dev["status"]["state"] == "up"
     assert set(dev["points"]) == {"temp", "setpoint", "flag"}
     assert dev["points"]["temp"]["unit"] == "degC" and dev["points"]["temp"]["quality"] == "good"
@@ -150,7 +139,7 @@ def test_devices_show_status_and_latest_values(edge: EdgeProcess) -> None:
 def test_write_point_reads_back_and_is_audited(edge: EdgeProcess) -> None:
     code, body, _ = status_of(edge, "POST", "/v1/devices/sim/points/setpoint", {"value": 7.5})
     assert (code, body["read_back"]) == (200, 7.5)
-    wait_for(lambda: any(r["point"] == "setpoint" and r["value"] == 7.5
+    wait_until(lambda: any(r["point"] == "setpoint" and r["value"] == 7.5
                          for r in edge.get("/v1/readings?after=0&limit=10000")["readings"]))
     events = edge.get("/v1/events?kind=write")["events"]
     assert events and "sim/setpoint = 7.5" in events[-1]["message"]
@@ -223,7 +212,7 @@ def test_signed_pages_verify_with_the_appliance_key(tmp_path: Path) -> None:
     init_keys(edge.data_dir, "test")
     edge.start()
     try:
-        page = wait_for(lambda: (p := edge.get("/v1/readings?limit=5")) and p["readings"] and p)
+        page = wait_until(lambda: (p := edge.get("/v1/readings?limit=5")) and p["readings"] and p)
         assert page["sig"]["alg"] == "ed25519"
         assert verify_payload(page, load_public_signing_key(edge.data_dir))
         page["readings"][0]["value"] = 123456.0
