@@ -123,12 +123,13 @@ class Broker:
     port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
     mtls_port: int = field(default_factory=free_port)
+    extra: list[str] = field(default_factory=list)  # more global config lines (acl_file, password_file…)
     proc: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
         lines = ["per_listener_settings false", "allow_anonymous true", "log_dest stdout",
                  "log_type error", "log_type warning", "log_type notice", "max_queued_messages 0",
-                 f"persistence {'true' if self.persistence else 'false'}",
+                 f"persistence {'true' if self.persistence else 'false'}", *self.extra,
                  f"listener {self.port} 127.0.0.1"]
         if os.geteuid() == 0:
             lines.insert(0, "user root")  # else it drops to user mosquitto, which cannot read pytest's tmp dirs
@@ -151,6 +152,11 @@ class Broker:
         log.close()
         wait_port(self.port)
         return self
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its ACL and password files."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """Stop it by its PID (SIGTERM: mosquitto saves its persistence file, if any, on the way out)."""

@@ -27,7 +27,7 @@ CRASHES = 20
 BATCH_MAX = 50
 INFLIGHT = 8
 WINDOW_READINGS = BATCH_MAX * INFLIGHT  # the most a crash may duplicate
-BACKLOG = 60_000  # readings stored before the first run; the crash runs drain ~8k/s with this small window
+BACKLOG = 300_000  # readings stored before the first run: enough to still be draining at the last crash
 STOP_TIMEOUT = 10.0
 
 
@@ -76,8 +76,13 @@ class EdgeProcess:
                                          stderr=subprocess.STDOUT)
         return self
 
+    def wait_running(self) -> None:
+        """Until the daemon logged that it runs (its SIGTERM handler is installed only then)."""
+        wait_until(lambda: "running:" in self.log.read_text(errors="replace"), STOP_TIMEOUT, "daemon start")
+
     def stop(self) -> int:
         assert self.proc is not None
+        self.wait_running()
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(STOP_TIMEOUT)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -131,15 +133,10 @@ async def test_resumes_after_restart_from_its_cursor(
 
 
 async def test_username_password_reach_the_broker(store: Store, tmp_path: Path, runner: SinkRunner) -> None:
-    b = Broker(tmp_path / "auth")
     pw = tmp_path / "passwd"
     pw.write_text("")
-    import subprocess
-
     subprocess.run(["mosquitto_passwd", "-b", str(pw), "edge", "s3cret"], check=True)
-    base = b.config
-    b.config = lambda: base().replace("allow_anonymous true", f"allow_anonymous false\npassword_file {pw}")  # type: ignore[method-assign]
-    b.start()
+    b = Broker(tmp_path / "auth", extra=["allow_anonymous false", f"password_file {pw}"]).start()
     try:
         bad = mqtt_sink(store, tmp_path, b.port, name="bad", username="edge", password="wrong")
         runner.start(bad)
@@ -150,6 +147,37 @@ async def test_username_password_reach_the_broker(store: Store, tmp_path: Path, 
         await eventually(lambda: good.connected, timeout=5)
     finally:
         await runner.stop(bad)
+        b.stop()
+
+
+async def test_refused_publish_is_dead_lettered_and_replay_delivers(
+        store: Store, tmp_path: Path, runner: SinkRunner) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text(f"topic readwrite edge/{EDGE}/status\ntopic readwrite edge/{EDGE}/plc1\ntopic read #\n")
+    b = Broker(tmp_path / "acl-broker", extra=[f"acl_file {acl}"]).start()
+    sub = Subscriber(b.port)
+    try:
+        seqs = await fill(store, 200, devices=("plc1", "plc2"))
+        sink = mqtt_sink(store, tmp_path, b.port, topic="edge/{edge}/{device}", batch_max=50)  # MQTT 5
+        runner.start(sink)
+        await eventually(lambda: store.cursor_sync("cloud") == seqs[-1])  # moved on past the refusals
+        plc1, plc2 = seqs[0::2], seqs[1::2]
+        assert not await asyncio.to_thread(sub.wait_for, set(plc1), 5)
+        dead = store.dead_letters_sync(sink="cloud")
+        assert len(dead) == 2 and all("Not authorized" in d.error for d in dead)
+        assert sorted(r["seq"] for d in dead for r in json.loads(d.payload)["readings"]) == plc2
+        assert sink.stats()["dead_letters"] == 2
+
+        acl.write_text(f"topic readwrite edge/{EDGE}/#\ntopic read #\n")
+        b.reload()
+        await asyncio.sleep(0.3)
+        for d in dead:
+            await sink.replay(d)
+        assert not await asyncio.to_thread(sub.wait_for, set(seqs), 5)
+        assert store.dead_letters_sync(sink="cloud") == [] and sink.stats()["dead_letters"] == 0
+    finally:
+        await runner.stop(sink)
+        sub.close()
         b.stop()
 
 

@@ -1,0 +1,147 @@
+"""The sinks' pure parts: payload encoding, the ack window, pacing, config validation."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.reading import Reading
+from sync.http_config import HttpSinkConfig
+from sync.mqtt_config import MqttSinkConfig
+from sync.pacing import Backoff, TokenBucket
+from sync.payload import PayloadEncoder
+from sync.window import AckWindow, OutMessage
+
+NAMES = st.text("abcXYZ09._-", min_size=1, max_size=12)
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True),
+                   st.text(max_size=20), st.lists(st.floats(allow_nan=False), max_size=3),
+                   st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+
+
+def expected(edge: str, readings: list[Reading]) -> dict[str, object]:
+    def finite(v: object) -> object:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, list):
+            return [finite(x) for x in v]
+        return v
+
+    out = []
+    for r in readings:
+        d = r.to_dict()
+        d["value"] = finite(d["value"])
+        out.append(d)
+    return {"edge": edge, "readings": out}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.builds(
+    Reading, device=NAMES, point=NAMES, value=VALUES,
+    ts=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    quality=st.sampled_from(["good", "uncertain", "bad"]), error=st.one_of(st.none(), st.text(max_size=20)),
+    unit=st.one_of(st.none(), st.sampled_from(["degC", "%", "µS/cm", 'quo"te'])), seq=st.integers(1, 2**53)),
+    max_size=20))
+def test_payload_is_the_contract_json_of_to_dict(readings: list[Reading]) -> None:
+    enc = PayloadEncoder("site-ä")
+    assert json.loads(enc.encode(readings)) == expected("site-ä", readings)
+    assert json.loads(enc.encode(readings)) == expected("site-ä", readings)  # again, from the caches
+
+
+def test_payload_bad_reading_has_null_value_and_error() -> None:
+    r = Reading.bad("plc1", "temp", "timeout", ts=1_700_000_000.5)
+    r.seq = 7
+    [d] = json.loads(PayloadEncoder("e").encode([r]))["readings"]
+    assert d == {"seq": 7, "device": "plc1", "point": "temp", "ts": "2023-11-14T22:13:20.500Z", "value": None,
+                 "quality": "bad", "error": "timeout"}
+
+
+def msg(first: int, last: int) -> OutMessage:
+    return OutMessage(first, last, last - first + 1, b"", 0.0)
+
+
+async def test_window_cursor_stops_below_the_oldest_unacked_message() -> None:
+    w = AckWindow(limit=3, cursor=10)
+    a, b, c = msg(11, 15), msg(12, 18), msg(19, 20)  # a and b interleave (two devices)
+    for m in (a, b, c):
+        w.add(m)
+    assert w.free == 0 and w.ackable() == 10
+    w.ack(b)
+    w.ack(c)
+    assert w.ackable() == 10  # a is still out
+    w.ack(a)
+    assert w.ackable() == 20
+    w.skip_to(25)  # filtered readings after the last message
+    assert w.ackable() == 25
+    w.made_durable(25)
+    assert len(w) == 0 and w.free == 3
+
+
+async def test_window_keeps_acked_messages_until_the_cursor_covers_them() -> None:
+    w = AckWindow(limit=2, cursor=0)
+    a, b = msg(1, 5), msg(2, 6)
+    w.add(a)
+    w.add(b)
+    w.ack(a)
+    w.made_durable(w.ackable())  # cursor 1: a's seqs 3, 5 are not covered yet
+    assert len(w) == 2
+    w.ack(b)
+    w.made_durable(w.ackable())
+    assert len(w) == 0
+
+
+def test_backoff_doubles_with_jitter_and_resets() -> None:
+    b = Backoff(0.2, 2.0, jitter=0.5)
+    delays = [b.next() for _ in range(6)]
+    for d, base in zip(delays, [0.2, 0.4, 0.8, 1.6, 2.0, 2.0], strict=True):
+        assert base / 2 <= d <= base
+    b.reset()
+    assert b.next() <= 0.2
+
+
+def test_token_bucket_allows_one_second_burst_then_the_rate() -> None:
+    bucket = TokenBucket(100)
+    assert bucket.delay(100) == 0
+    assert bucket.delay(50) == 0  # the bucket may go into debt by one message
+    wait = bucket.delay(1)
+    assert 0.45 < wait <= 0.5
+    time.sleep(0)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"qos": 0}, "at least once"),
+    ({"qos": 2}, "QoS 2"),
+    ({"url": "http://h"}, "mqtt://"),
+    ({"url": "mqtt://h:99999"}, "port"),
+    ({"topic": "a/{site}"}, "{site}"),
+    ({"topic": "a/#"}, "wildcards"),
+    ({"password": "x"}, "username"),
+    ({"ca_file": "/ca.pem"}, "mqtts://"),
+    ({"key_file": "/k.pem", "url": "mqtts://h"}, "cert_file"),
+    ({"protocol": "4"}, "protocol"),
+    ({"inflight": 0}, "inflight"),
+])
+def test_mqtt_config_refuses(keys: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        MqttSinkConfig(**{"name": "c", "type": "mqtt", "url": "mqtt://h", **keys})
+
+
+def test_mqtt_config_defaults() -> None:
+    c = MqttSinkConfig(name="c", type="mqtt", url="mqtts://broker.example")
+    assert (c.host, c.port, c.tls, c.qos, c.protocol, c.per_device) == ("broker.example", 8883, True, 1, "5", False)
+    assert MqttSinkConfig(name="c", type="mqtt", url="mqtt://h", topic="x/{edge}/{device}").per_device
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"url": "ftp://h"}, "http://"),
+    ({"token": "t", "username": "u"}, "either token"),
+    ({"retry_min": "10s", "retry_max": "1s"}, "retry_max"),
+    ({"cert_file": "/c.pem"}, "https://"),
+])
+def test_http_config_refuses(keys: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HttpSinkConfig(**{"name": "c", "type": "http", "url": "http://h/in", **keys})
