@@ -102,6 +102,19 @@ def check_store_file(data_dir: Path) -> dict[str, int]:
     return {"first": first, "last": last, **counters}
 
 
+def store_stats_text(data_dir: Path) -> str:
+    """The stored seq range and counters, for a failure report."""
+    try:
+        con = sqlite3.connect(data_dir / "store.sqlite")
+        try:
+            seqs = con.execute("SELECT min(seq), max(seq), count(*) FROM readings").fetchone()
+            return f"store: seqs {seqs}, counters {dict(con.execute('SELECT name, value FROM counters'))}"
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        return f"store unreadable: {e}"
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     with tmpfs(tmp_path / "disk", SMALL_DISK) as mnt:
@@ -164,7 +177,10 @@ def test_full_disk_applies_policy_and_resumes(tmp_path: Path, small_disk: Path, 
         if policy == "reject_new":
             assert seqs[0] == 1
     finally:
-        assert edge.stop() == 0, edge.log.read_text()[-3000:]
+        code = edge.stop()
+        print(edge.log.read_text()[-4000:])  # shown when the test fails
+        print(store_stats_text(data))
+    assert code == 0
     assert "Traceback" not in edge.log.read_text()
 
     final = check_store_file(data)
@@ -189,7 +205,9 @@ def test_max_bytes_retention_drops_are_counted_and_logged(tmp_path: Path) -> Non
         assert seqs == list(range(seqs[0], stats["last_seq"] + 1))
         assert not stats["full"]
     finally:
-        assert edge.stop() == 0
+        code = edge.stop()
+        print(edge.log.read_text()[-4000:])  # shown when the test fails
+    assert code == 0
     final = check_store_file(data)
     assert final["first"] - 1 == final["dropped_max_bytes"]
     assert final["readings_in"] == final["last"]
