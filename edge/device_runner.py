@@ -31,6 +31,7 @@ class DeviceRunner:
         self.store = store
         self.latest: dict[str, Reading] = {}
         self.readings_in = 0
+        self._counted = (0, 0)  # status (polls, poll_errors) after the last publish
 
     @property
     def name(self) -> str:
@@ -62,18 +63,25 @@ class DeviceRunner:
                 log.exception("device %s: driver stop failed", self.name)
 
     async def publish(self, readings: list[Reading]) -> None:
-        """Pipeline then store; awaiting the store is the backpressure that slows a device down."""
+        """Pipeline then store; awaiting the store is the backpressure that slows a device down.
+
+        Counts the cycle in the device status unless the driver already did (the Modbus driver counts its
+        own polls and errors; counting them here as well doubled them).
+        """
         status = self.driver.status
-        status.last_poll = time.time()
-        status.polls += 1
+        polls, errors = self._counted
+        if status.polls == polls:
+            status.last_poll = time.time()
+            status.polls += 1
         latest = self.latest
         bad = False
         for r in readings:
             if r.quality == BAD:
                 bad = True
             latest[r.point] = r
-        if bad:
+        if bad and status.poll_errors == errors:
             status.poll_errors += 1
+        self._counted = (status.polls, status.poll_errors)
         out = self.pipeline.process(readings)
         self.readings_in += len(out)
         await self.store.append(out)
@@ -89,7 +97,8 @@ class DeviceRunner:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                readings = await asyncio.wait_for(self.driver.poll(), watchdog)
+                async with asyncio.timeout(watchdog):  # no extra task per poll, unlike wait_for()
+                    readings = await self.driver.poll()
             except TimeoutError:
                 readings = self.driver.bad_cycle(f"poll did not finish within {watchdog:.0f}s")
             await self.publish(readings)
