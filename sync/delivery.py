@@ -169,14 +169,22 @@ class DeliverySink(Sink):
 
         Readings up to `chunk.taken` that are in no message were filtered out or expired.
         """
-        readings = await self.store.read(after, self.config.batch_max * READ_BATCHES)
-        if not readings:
+        found = await self.store.run_read(self._prepare, after)
+        if found is None:
             return None
-        groups, taken, expired = self._group(readings, READ_BATCHES)
+        chunk, expired = found
         if expired:
             self.expired += expired
             await self.store.count(expired_counter(self.name), expired)
-        return Chunk([self._message(g) for g in groups], taken)
+        return chunk
+
+    def _prepare(self, store: Store, after: int) -> tuple[Chunk, int] | None:
+        """Read, batch and encode on the store's reader thread (keeps the event loop free); (chunk, expired)."""
+        readings = store.read_sync(after, self.config.batch_max * READ_BATCHES)
+        if not readings:
+            return None
+        groups, taken, expired = self._group(readings, READ_BATCHES)
+        return Chunk([self._message(g) for g in groups], taken), expired
 
     def _group(self, readings: list[Reading], max_messages: int) -> tuple[list[list[Reading]], int, int]:
         """Readings → batches (per device when the topic is), skipping filtered and expired ones.
