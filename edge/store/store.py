@@ -298,6 +298,9 @@ class Store:
         bound = self.durable_seq if upto is None else min(upto, self.durable_seq)
         if after >= bound or limit <= 0:
             return []
+        recent = self._writer.recent(after, bound, limit)
+        if recent is not None:
+            return recent
         rows = self._reader().execute(
             "SELECT seq, ts, series, value, flags, error FROM readings WHERE seq > ? AND seq <= ? "
             "ORDER BY seq LIMIT ?",
@@ -313,6 +316,11 @@ class Store:
         return out
 
     async def read(self, after: int, limit: int) -> list[Reading]:
+        bound = self.durable_seq
+        if after < bound and limit > 0:
+            recent = self._writer.recent(after, bound, limit)  # the newest readings: no thread hop, no SELECT
+            if recent is not None:
+                return recent
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self.read_sync, after, limit, None)
 

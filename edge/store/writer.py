@@ -44,6 +44,7 @@ FULL_CLEAR_FREE = 2 * FULL_LOW_WATER  # free disk at which a full store counts a
 FULL_DROP_ROUNDS = 8  # drop-oldest-and-retry rounds for one batch before its readings are refused
 FULL_DROP_FRACTION = 20  # each drop takes at least 1/20 of the held readings (and at least the batch's room)
 ROW_BYTES_GUESS = 64  # bytes per stored reading before there are rows to measure
+TAIL_READINGS = 10_000  # newest committed readings kept in memory (~1.5 MB), so sinks read them without SQLite
 
 
 def _is_full(e: BaseException) -> bool:
@@ -105,6 +106,12 @@ class Writer:
         self.queue: collections.deque[Command] = collections.deque()
         self.pending = 0  # readings queued and not yet taken by the writer
         self.closing = False
+        # The newest committed readings, as (first seq, readings with contiguous seqs) per append, in seq order.
+        # Readers take from here what is still in it (`recent`) instead of SELECTing and rebuilding it.
+        self.tail: collections.deque[tuple[int, list[Reading]]] = collections.deque()
+        self.tail_readings = 0
+        self.tail_lock = threading.Lock()
+        self._tail_ok = True  # the batch being written may go to the tail (see _op_append)
         self.thread = threading.Thread(target=self._run, name="edge-store-writer", daemon=True)
         self._load_state()
         page_size = con.execute("PRAGMA page_size").fetchone()[0]
@@ -247,10 +254,45 @@ class Writer:
             return
         self.state.commits += 1
         self.state.last_commit = time.time()
+        self._keep_tail(batch)
         self.on_commit(self.state.last_seq)
         for cmd, result in zip(batch, results, strict=True):
             if cmd.future is not None and not cmd.future.done() and cmd.op != "maintain":
                 cmd.future.set_result(result)
+
+    def _keep_tail(self, batch: list[Command]) -> None:
+        """After a commit: add its readings to the in-memory tail (or drop the tail when they may not go)."""
+        appended = [c.args[0] for c in batch if c.op == "append" and c.args[0]]
+        if not appended:
+            return
+        with self.tail_lock:
+            if not self._tail_ok or self.state.full:
+                self.tail.clear()  # readers fall back to SQLite until the tail holds contiguous seqs again
+                self.tail_readings = 0
+                return
+            for readings in appended:
+                self.tail.append((readings[0].seq, readings))
+                self.tail_readings += len(readings)
+            while self.tail_readings > TAIL_READINGS and len(self.tail) > 1:
+                self.tail_readings -= len(self.tail.popleft()[1])
+
+    def recent(self, after: int, upto: int, limit: int) -> list[Reading] | None:
+        """Committed readings with after < seq <= upto (at most limit) from the tail; None if it lacks some."""
+        with self.tail_lock:
+            tail = self.tail
+            if not tail or after + 1 < tail[0][0] or after + 1 < self.state.first_seq:
+                return None
+            out: list[Reading] = []
+            for first, readings in tail:  # contiguous: every seq from tail[0][0] on is in it
+                if first > upto:
+                    break
+                lo = max(after + 1 - first, 0)
+                hi = min(len(readings), upto - first + 1, lo + limit - len(out))
+                if lo < hi:
+                    out.extend(readings[lo:hi])
+                    if len(out) >= limit:
+                        break
+            return out
 
     def _fail(self, batch: list[Command], error: BaseException) -> None:
         for cmd in batch:
@@ -264,6 +306,7 @@ class Writer:
         saved_counters = dict(self.state.counters)
         new_series: list[tuple[str, str, str | None]] = []
         self._new_series = new_series
+        self._tail_ok = True
         con.execute("BEGIN IMMEDIATE")
         try:
             results: list[Any] = []
@@ -318,6 +361,7 @@ class Writer:
         q_code = Q_CODE
         rows: list[tuple[Any, ...]] = []
         append = rows.append
+        tail_ok = self._tail_ok
         for r in readings:
             key = (r.device, r.point, r.unit)
             sid = series.get(key)
@@ -325,17 +369,25 @@ class Writer:
                 sid = self._series_id(key)
             v = r.value
             t = type(v)
-            if t is float or t is int or v is None or t is str:
+            if t is int or v is None or t is str:
                 flags = q_code[r.quality]
+            elif t is float:
+                flags = q_code[r.quality]
+                if v != v:  # NaN: SQLite stores NULL, so the tail's object would differ from a read
+                    tail_ok = False
             elif t is bool:
                 v, flags = int(v), q_code[r.quality] | KIND_BOOL
-            else:
+            else:  # stored encoded (JSON, hex...): readers get the decoded form, not this object
                 v, kind = encode_value(v)
                 flags = q_code[r.quality] | kind
+                tail_ok = False
+            if r.seq:  # appended before (or twice in one list): the object can stand for one row only
+                tail_ok = False
             seq += 1
             r.seq = seq
             append((seq, r.ts, sid, v, flags, r.error))
         self.con.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self._tail_ok = tail_ok
         self.state.last_seq = seq
         self.count("readings_in", len(rows))
         return len(rows)
