@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -92,6 +93,11 @@ class Daemon:
         log.info("edge %s running: %d devices, %d sinks, API on %s", __version__, len(cfg.devices),
                  len(cfg.sinks), self.api_url)
         self.liveness.ready(f"{len(cfg.devices)} devices, {len(cfg.sinks)} sinks, API on {self.api_url}")
+        # Everything loaded so far (modules, config models, drivers) lives as long as the process: move it out
+        # of the cyclic GC's sight. Otherwise each full collection walks it all (~90k objects), which stalled
+        # the loop for 150-250 ms every ~4 s at 25k readings/s and made every device overrun a poll.
+        gc.collect()
+        gc.freeze()
 
     @property
     def api_url(self) -> str:
