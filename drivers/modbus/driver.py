@@ -100,7 +100,7 @@ class ModbusDriver(Driver):
         self.plan: ReadPlan = plan_for(config)
         self.health = UnitHealth(config.name, _backoff(config))
         self._bus: Bus | None = None
-        self._float_points = frozenset(p.name for p in config.point if p.type in FLOAT_TYPES)
+        self._decoders = [self._decoding(read) for read in self.plan.reads]
         self.status.extra.update(
             {"bus": config.bus_key, "unit": config.unit, "reads_per_poll": len(self.plan.reads)}
         )
@@ -150,7 +150,7 @@ class ModbusDriver(Driver):
                 )
         probing = not self.health.responding
         any_bad = False
-        for read in self.plan.reads:
+        for read, decoding in zip(self.plan.reads, self._decoders, strict=True):
             if failure is not None:
                 readings.extend(self._bad(read, failure))
                 any_bad = True
@@ -180,7 +180,7 @@ class ModbusDriver(Driver):
             else:
                 self.health.answered()
                 probing = False
-                bad = self._decode(read, values, time.time(), readings)
+                bad = self._decode(read, decoding, values, time.time(), readings)
                 any_bad = any_bad or bad
                 continue
             readings.extend(self._bad(read, failure))
@@ -199,7 +199,27 @@ class ModbusDriver(Driver):
         name = self.name
         return [Reading(name, pp.point.name, None, ts, BAD, error, pp.point.unit) for pp in read.points]
 
-    def _decode(self, read: Read, values: list[Any], ts: float, out: list[Reading]) -> bool:
+    @staticmethod
+    def _decoding(read: Read) -> list[tuple[str, str | None, int, int, Any]]:
+        """Per point of a register read: (name, unit, register offset, how, decoder), worked out once.
+
+        how: 0 a big-endian uint16 (the register itself), 1 a big-endian int16, 2 the decoder, 3 the decoder
+        and a float that must be finite. The first two need neither the read's bytes nor a decoder call.
+        """
+        out: list[tuple[str, str | None, int, int, Any]] = []
+        for pp in read.points:
+            p = pp.point
+            if p.type == "uint16" and p.byte_order == "big":
+                how = 0
+            elif p.type == "int16" and p.byte_order == "big":
+                how = 1
+            else:
+                how = 3 if p.type in FLOAT_TYPES else 2
+            out.append((p.name, p.unit, pp.offset, how, pp.decode))
+        return out
+
+    def _decode(self, read: Read, decoding: list[tuple[str, str | None, int, int, Any]], values: list[Any],
+                ts: float, out: list[Reading]) -> bool:
         """Append the readings of one read; returns True if any came out bad or uncertain."""
         name = self.name
         trouble = False
@@ -208,22 +228,30 @@ class ModbusDriver(Driver):
                 p = pp.point
                 out.append(Reading(name, p.name, bool(values[pp.offset]), ts, GOOD, None, p.unit))
             return False
-        buf = registers_to_bytes(values)
-        floats = self._float_points
-        for pp in read.points:
-            p = pp.point
+        buf = b""
+        append = out.append
+        for point, unit, offset, how, decode in decoding:
+            if how == 0:
+                append(Reading(name, point, values[offset], ts, GOOD, None, unit))
+                continue
+            if how == 1:
+                value = values[offset]
+                append(Reading(name, point, value - 0x10000 if value >= 0x8000 else value, ts, GOOD, None, unit))
+                continue
+            if not buf:
+                buf = registers_to_bytes(values)
             try:
-                value = pp.decode(buf, pp.offset * 2)  # type: ignore[misc]
+                value = decode(buf, offset * 2)
             except (DecodeError, ValueError) as exc:
-                out.append(Reading(name, p.name, None, ts, BAD, f"decode error: {exc}", p.unit))
+                append(Reading(name, point, None, ts, BAD, f"decode error: {exc}", unit))
                 trouble = True
                 continue
-            if p.name in floats and not math.isfinite(value):
+            if how == 3 and not math.isfinite(value):
                 error = f"not a finite number ({value})"
-                out.append(Reading(name, p.name, value, ts, UNCERTAIN, error, p.unit))
+                append(Reading(name, point, value, ts, UNCERTAIN, error, unit))
                 trouble = True
                 continue
-            out.append(Reading(name, p.name, value, ts, GOOD, None, p.unit))
+            append(Reading(name, point, value, ts, GOOD, None, unit))
         return trouble
 
     def _update_status(self, bus: Bus, readings: list[Reading], any_bad: bool, bus_down: bool) -> None:
