@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from tui.screens.discover import DiscoverScreen
 from tui.screens.events import EventsScreen
 from tui.screens.overview import OverviewScreen
 from tui.state import DaemonState
+
+log = logging.getLogger("edge.tui")
 
 REFRESH_INTERVAL = 1.0  # seconds between /v1/devices + /v1/stats polls
 REQUEST_ERRORS = (OSError, asyncio.TimeoutError)
@@ -75,6 +78,7 @@ class EdgeApp(App[None]):
         self.state = DaemonState()
         self.last_report: Path | None = None
         self._refreshing = False
+        self.refresh_failures = 0
 
     # -- talking to the daemon ------------------------------------------------------------------------
 
@@ -129,6 +133,10 @@ class EdgeApp(App[None]):
         self._refreshing = True
         try:
             await self.refresh_state()
+        except Exception as e:  # a display glitch must never end the technician's session
+            log.exception("refresh failed")
+            self.refresh_failures += 1
+            self.sub_title = f"⚠ display error: {type(e).__name__}: {e}"
         finally:
             self._refreshing = False
 

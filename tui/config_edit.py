@@ -23,7 +23,8 @@ def parse(text: str) -> tomlkit.TOMLDocument:
 
 
 def tables(text: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """Editable tables: (kind, name, scalar keys → values) for sections, devices and sinks, in file order."""
+    """Editable tables: (kind, name, scalar keys → values) for sections, devices (each followed by its points,
+    named DEVICE/POINT) and sinks, in file order."""
     doc = parse(text)
     out: list[tuple[str, str, dict[str, Any]]] = []
     for section in SECTIONS:
@@ -31,7 +32,11 @@ def tables(text: str) -> list[tuple[str, str, dict[str, Any]]]:
         out.append(("section", section, _scalars(table) if isinstance(table, dict) else {}))
     for kind, key in (("device", "device"), ("sink", "sink")):
         for item in doc.get(key, []) or []:
-            out.append((kind, str(item.get("name", "?")), _scalars(item)))
+            name = str(item.get("name", "?"))
+            out.append((kind, name, _scalars(item)))
+            if kind == "device":
+                for point in item.get("point", []) or []:
+                    out.append(("point", f"{name}/{point.get('name', '?')}", _scalars(point)))
     return out
 
 
@@ -62,6 +67,12 @@ def _target(doc: tomlkit.TOMLDocument, kind: str, name: str) -> Any:
         if name not in doc:
             doc[name] = tomlkit.table()
         return doc[name]
+    if kind == "point":
+        device, _, point = name.partition("/")
+        for item in _target(doc, "device", device).get("point", []) or []:
+            if item.get("name") == point:
+                return item
+        raise EditError(f"device {device!r} has no point {point!r} in the config file")
     for item in doc.get(kind, []) or []:
         if item.get("name") == name:
             return item
@@ -69,7 +80,7 @@ def _target(doc: tomlkit.TOMLDocument, kind: str, name: str) -> Any:
 
 
 def set_values(text: str, kind: str, name: str, values: dict[str, Any]) -> str:
-    """The file's text with these keys of one section, device or sink set (others untouched)."""
+    """The file's text with these keys of one section, device, point or sink set (others untouched)."""
     doc = parse(text)
     target = _target(doc, kind, name)
     for key, v in values.items():
@@ -78,6 +89,19 @@ def set_values(text: str, kind: str, name: str, values: dict[str, Any]) -> str:
             continue
         target[key] = v
     return tomlkit.dumps(doc)
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """`key = value` (TOML) typed into the form's new-key field → {key: value}; empty → {}."""
+    if not text.strip():
+        return {}
+    try:
+        doc = tomlkit.parse(text.strip())
+    except ParseError as e:
+        raise EditError(f"new key: expected  key = value  in TOML, e.g.  timeout = \"2s\"  ({e})") from e
+    if len(doc) != 1 or isinstance(next(iter(doc.values())), dict):
+        raise EditError("new key: expected exactly one  key = value")
+    return {k: v for k, v in doc.items()}
 
 
 def add_device(text: str, device: dict[str, Any], comment: str | None = None) -> str:

@@ -97,6 +97,12 @@ def from_opcua(url: str, nodes: list[dict[str, Any]]) -> list[Finding]:
     points = [{"name": point_name(str(n.get("name") or n.get("browse_name") or n.get("node"))),
                "node": str(n.get("node") or n.get("node_id")), "_seen": n.get("value")}
               for n in nodes if n.get("node") or n.get("node_id")][:MAX_CANDIDATE_POINTS]
+    seen: set[str] = set()
+    for p in points:  # point names must be unique within a device
+        base, n = p["name"], 2
+        while p["name"] in seen:
+            p["name"], n = f"{base[:60]}_{n}", n + 1
+        seen.add(p["name"])
     detail = f"{len(nodes)} variables"
     return [Finding("opcua", url.split("//", 1)[-1], url, detail, {"driver": "opcua", "url": url}, points)]
 

@@ -132,7 +132,10 @@ def make_app(daemon: Daemon, tmp_path: Path) -> Callable[..., EdgeApp]:
 
 
 async def wait_for(check: Callable[[], Any], pilot: Any = None, limit: float = WAIT_LIMIT) -> Any:
-    """Poll `check` (sync or async) until it returns something truthy; fail after `limit` seconds."""
+    """Poll `check` (sync or async) until it returns something truthy; fail after `limit` seconds.
+
+    With a pilot, the failure message includes what the app's header says (errors show there).
+    """
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     while True:
@@ -142,7 +145,8 @@ async def wait_for(check: Callable[[], Any], pilot: Any = None, limit: float = W
         if result:
             return result
         if loop.time() > end:
-            raise AssertionError(f"condition not met within {limit}s: {check}")
+            seen = f"; header: {pilot.app.sub_title!r}; screen: {pilot.app.screen!r}" if pilot else ""
+            raise AssertionError(f"condition not met within {limit}s: {check.__code__.co_firstlineno}{seen}")
         if pilot is not None:
             await pilot.pause(WAIT_STEP)
         else:

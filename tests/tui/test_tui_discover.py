@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,3 +132,55 @@ async def test_a_discovery_kind_without_its_driver_says_so(make_app: Callable[..
         await pilot.press("enter")
         await pilot.pause()
         assert screen.findings == []
+
+
+OPCUA_SERVER = Path(__file__).resolve().parents[1] / "drivers" / "opcua" / "opcua_testserver.py"
+OPCUA_START_LIMIT = 20.0
+
+
+@pytest.fixture
+def opcua_server() -> Iterator[str]:
+    """The OPC-UA driver's test server in a subprocess; yields its endpoint URL."""
+    if not OPCUA_SERVER.exists():
+        pytest.skip(f"the OPC-UA test server ({OPCUA_SERVER}) is not in this tree")
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(OPCUA_SERVER), "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        end = time.monotonic() + OPCUA_START_LIMIT
+        line = ""
+        while "READY" not in line and time.monotonic() < end:
+            line = proc.stdout.readline()
+        assert "READY" in line, "the OPC-UA test server did not start"
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_an_opcua_browse_offers_variables_as_points(make_app: Callable[..., EdgeApp], daemon: Daemon,
+                                                          opcua_server: str) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("d")
+        screen = app.screen
+        assert isinstance(screen, DiscoverScreen)
+        screen.query_one("#kind", Select).value = "opcua"
+        screen.query_one("#target", Input).focus()
+        await pilot.press(*opcua_server, "enter")
+        found = await wait_for(lambda: not screen.scanning and screen.findings, pilot, SCAN_LIMIT)
+        assert len(found) == 1 and found[0].device == {"driver": "opcua", "url": opcua_server}
+        assert len(found[0].points) >= 2 and all(p["node"].startswith("ns=") for p in found[0].points)
+
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, AddDeviceScreen)
+        form.query_one("#name", Input).value = "packer"
+        chosen = [found[0].points[i]["name"] for i in form.query_one("#points", SelectionList).selected]
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: added_and_polling(daemon, "packer"), pilot, SCAN_LIMIT)
+    dev = next(d for d in daemon.config.devices if d.name == "packer")
+    assert [p.name for p in dev.point] == chosen

@@ -136,6 +136,19 @@ async def test_config_edit_keeps_comments_applies_and_loses_nothing(make_app: Ca
         assert seqs_after == list(range(seqs_after[0], seqs_after[0] + len(seqs_after))), "no seq lost"
         assert len(seqs_after) > len(seqs_before)
 
+        tables.focus()
+        await pilot.press("down", "down", "down")  # line, · speed, · setpoint
+        await wait_for(lambda: screen.current is not None and screen.current[:2] == ("point", "line/setpoint"),
+                       pilot)
+        screen.query_one("#field-unit", Input).value = "degF"
+        screen.query_one("#new-key", Input).value = "deadband = 0.5"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: "applied" in text_of(result) and "deadband" in text_of(result), pilot)
+        line = next(d for d in daemon.config.devices if d.name == "line")
+        setpoint = next(p for p in line.point if p.name == "setpoint")
+        assert (setpoint.unit, setpoint.deadband, setpoint.writable) == ("degF", 0.5, True)
+        assert "writable = true        # the technician may change it" in path.read_text()
+
 
 async def test_an_invalid_edit_is_refused_with_edge_checks_message(make_app: Callable[..., EdgeApp],
                                                                    daemon: Daemon, tmp_path: Path) -> None:

@@ -64,13 +64,22 @@ class ConfigScreen(EdgeScreen):
             return
         table = self.query_one("#tables", DataTable)
         selected = self.current[:2] if self.current else None
+        self.current = None  # the form is rebuilt from the file just read
         table.clear()
         for kind, name, _ in self.entries:
-            table.add_row(escape(f"{kind} {name}" if kind != "section" else f"[{name}]"), key=f"{kind}:{name}")
+            table.add_row(escape(self._label(kind, name)), key=f"{kind}:{name}")
         index = next((i for i, e in enumerate(self.entries) if e[:2] == selected), 0)
         table.move_cursor(row=index)
         await self._show(index)
         result.update(f"{escape(self.path)} · select a table, edit, ctrl+s applies (validated, reloaded, backup kept)")
+
+    @staticmethod
+    def _label(kind: str, name: str) -> str:
+        if kind == "section":
+            return f"[{name}]"
+        if kind == "point":
+            return f"  · {name.partition('/')[2]}"
+        return f"{kind} {name}"
 
     async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "tables":
@@ -93,6 +102,8 @@ class ConfigScreen(EdgeScreen):
             fields.append(Horizontal(Label(key), field_input, classes="field"))
         if not values:
             fields.append(Label("(no keys in the file: defaults apply)"))
+        fields.append(Horizontal(Label("add a key"), Input(placeholder='key = value, e.g. timeout = "2s"',
+                                                            id="new-key"), classes="field"))
         await form.mount_all(fields)
 
     def edited(self) -> dict[str, Any]:
@@ -104,6 +115,7 @@ class ConfigScreen(EdgeScreen):
             text = self.query_one(f"#field-{key}", Input).value
             if text != config_edit.value_text(old):
                 out[key] = config_edit.value_from_text(text, old)
+        out.update(config_edit.parse_assignment(self.query_one("#new-key", Input).value))
         return out
 
     async def action_apply(self) -> None:
@@ -111,7 +123,11 @@ class ConfigScreen(EdgeScreen):
         from tui.app import DaemonError
 
         result = self.query_one("#result", Static)
-        changes = self.edited()
+        try:
+            changes = self.edited()
+        except config_edit.EditError as e:
+            result.update(f"[red]{escape(str(e))}[/]")
+            return
         if self.current is None or not changes:
             result.update("nothing changed")
             return
@@ -127,7 +143,6 @@ class ConfigScreen(EdgeScreen):
             result.update("[b red]refused, nothing changed:[/]\n" + escape("\n".join(lines)))
             return
         changed = ", ".join(f"{k} = {config_edit.value_text(v)}" for k, v in changes.items())
-        self.current = None
         await self.action_reload_file()
         result.update(f"[green]applied and reloaded: {escape(changed)}[/] "
                       f"(previous file kept as {escape(self.path)}.bak)")
