@@ -44,10 +44,14 @@ EWMA_WEIGHT = 0.1  # how fast the bytes-per-reading estimate follows new message
 
 @dataclass
 class Chunk:
-    """What one store read gave: messages to send, and the highest seq it covers (sent or skipped)."""
+    """What one store read gave: messages to send (first_seq order), and the highest seq it covers."""
 
     messages: list[OutMessage]
     taken: int
+
+    def covered_after(self, i: int) -> int:
+        """Every seq up to this one is in messages[:i + 1] or skipped."""
+        return self.messages[i + 1].first_seq - 1 if i + 1 < len(self.messages) else self.taken
 
 
 def expired_counter(sink: str) -> str:
@@ -90,8 +94,9 @@ class DeliverySink(Sink):
 
     @abc.abstractmethod
     async def _deliver(self, window: AckWindow) -> None:
-        """Send the messages of each `next_chunk()` in order, adding each to the window first, then
-        `window.skip_to(chunk.taken)`; call `acked` for each acknowledged message. Until cancelled."""
+        """For each `next_chunk()`: `window.wait_room(len(messages))`, then send its messages in order, each
+        added first with `window.add(m, chunk.covered_after(i))`, then `window.skip_to(chunk.taken)`; call
+        `acked` for each acknowledged message. Until cancelled."""
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -144,7 +149,7 @@ class DeliverySink(Sink):
         if target <= window.durable:
             return
         write = self.store.set_cursor(self.name, target, kind="sink")
-        if window.free == 0 or self.store.durable_seq > window.taken:
+        if self.store.durable_seq > window.taken or window.free == 0:
             seq, _ = await asyncio.gather(write, self.store.flush())
         else:
             seq = await write
@@ -165,7 +170,7 @@ class DeliverySink(Sink):
         return await self._chunks.get()
 
     async def _read_chunk(self, after: int) -> Chunk | None:
-        """The messages for the readings after `after` (up to READ_BATCHES of them); None when there are none.
+        """The messages for the readings after `after` (a few); None when there are none.
 
         Readings up to `chunk.taken` that are in no message were filtered out or expired.
         """
@@ -180,10 +185,11 @@ class DeliverySink(Sink):
 
     def _prepare(self, store: Store, after: int) -> tuple[Chunk, int] | None:
         """Read, batch and encode on the store's reader thread (keeps the event loop free); (chunk, expired)."""
-        readings = store.read_sync(after, self.config.batch_max * READ_BATCHES)
+        most = min(READ_BATCHES, self.inflight)  # a chunk enters the window whole
+        readings = store.read_sync(after, self.config.batch_max * most)
         if not readings:
             return None
-        groups, taken, expired = self._group(readings, READ_BATCHES)
+        groups, taken, expired = self._group(readings, most)
         return Chunk([self._message(g) for g in groups], taken), expired
 
     def _group(self, readings: list[Reading], max_messages: int) -> tuple[list[list[Reading]], int, int]:

@@ -94,10 +94,10 @@ class HttpSink(DeliverySink):
         try:
             while not self.stopping:
                 chunk = await self.next_chunk()
-                for m in chunk.messages:
-                    await window.wait_space()
+                await window.wait_room(len(chunk.messages))
+                for i, m in enumerate(chunk.messages):
                     await self.pacer.take(m.count, len(m.payload))
-                    window.add(m)
+                    window.add(m, chunk.covered_after(i))
                     await self._send(session, window, m)
                 window.skip_to(chunk.taken)
         finally:

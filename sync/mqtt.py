@@ -79,22 +79,23 @@ class MqttSink(DeliverySink):
     async def _publish_loop(self, window: AckWindow, link: MqttLink, keeper: asyncio.Task[None]) -> None:
         while not self.stopping:
             chunk = await self.next_chunk()
-            for m in chunk.messages:
-                await self._wait_turn(window, link)
+            await window.wait_room(len(chunk.messages))
+            for i, m in enumerate(chunk.messages):
+                await self._wait_turn(link)
                 await self.pacer.take(m.count, len(m.payload))
-                window.add(m)
+                window.add(m, chunk.covered_after(i))
                 m.attempts += 1
                 self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
             window.skip_to(chunk.taken)
 
-    async def _wait_turn(self, window: AckWindow, link: MqttLink) -> None:
-        """Until connected, with room in the window and within the broker's receive maximum."""
+    async def _wait_turn(self, link: MqttLink) -> None:
+        """Until connected and within the broker's receive maximum."""
         while True:
             await link.wait_connected()
-            await window.wait_space()
             if len(self._by_mid) < link.receive_maximum and link.connected:
                 return
-            await window.wait_changed_or(IDLE_WAIT)
+            if self._window is not None:
+                await self._window.wait_changed_or(IDLE_WAIT)
 
     def _on_state(self, up: bool) -> None:
         self.connected = up

@@ -2,9 +2,10 @@
 
 A message is a batch of readings (not necessarily contiguous seqs when grouped per device). The cursor may
 move to seq C only when every reading <= C was acked, skipped (filter) or expired; the window works that
-out as "just below the first seq of the oldest unacked message", or everything taken so far when all are
+out as "just below the first seq of the oldest unacked message", or everything covered so far when all are
 acked. A message leaves the window only once the cursor covering it is durable, so after a crash at most
-`limit` messages are sent again.
+`limit` messages are sent again. Messages of one store read interleave (one per device), so they enter
+the window together (`wait_room(n)`), else acked ones could wait for coverage by ones that cannot enter.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from sync.waiting import wait_done, wait_event
+
+ROOM_RECHECK = 1.0  # s: wait_room looks again at least this often (it is woken by every change anyway)
 
 
 @dataclass(eq=False)
@@ -30,10 +33,6 @@ class OutMessage:
     sent_at: float = 0.0
     attempts: int = field(default=0)
 
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.first_seq}-{self.last_seq}"
-
 
 class AckWindow:
     """Bounded window of OutMessages in first_seq order, with the contiguous acked prefix."""
@@ -41,10 +40,8 @@ class AckWindow:
     def __init__(self, limit: int, cursor: int) -> None:
         self.limit = limit
         self.messages: deque[OutMessage] = deque()
-        self.taken = cursor  # highest seq taken from the store: sent, skipped or expired
+        self.taken = cursor  # every seq <= taken is in a message added here, or was skipped or expired
         self.durable = cursor  # highest seq the store's cursor durably holds
-        self._space = asyncio.Event()
-        self._space.set()
         self._dirty = asyncio.Event()  # the cursor may move (one consumer: the cursor writer)
         self._waiters: list[asyncio.Future[None]] = []  # anyone waiting for any change
 
@@ -59,12 +56,11 @@ class AckWindow:
     def unacked(self) -> int:
         return sum(1 for m in self.messages if not m.acked)
 
-    def add(self, message: OutMessage) -> None:
-        """Record a message about to be sent (messages must be added in first_seq order)."""
+    def add(self, message: OutMessage, covered: int) -> None:
+        """Record a message about to be sent (in first_seq order); `covered`: every seq up to it is now in
+        the window or was skipped (the next message's first_seq - 1, or the read's last seq)."""
         self.messages.append(message)
-        self.taken = max(self.taken, message.last_seq)
-        if len(self.messages) >= self.limit:
-            self._space.clear()
+        self.taken = max(self.taken, covered)
 
     def skip_to(self, seq: int) -> None:
         """Everything up to seq was taken (read, and sent, skipped or expired)."""
@@ -87,7 +83,7 @@ class AckWindow:
         """The highest seq the cursor may move to: below the oldest unacked message, else all taken."""
         for m in self.messages:
             if not m.acked:
-                return m.first_seq - 1
+                return min(m.first_seq - 1, self.taken)
         return self.taken
 
     def made_durable(self, seq: int) -> None:
@@ -95,15 +91,16 @@ class AckWindow:
         self.durable = max(self.durable, seq)
         if any(m.acked and m.last_seq <= self.durable for m in self.messages):
             self.messages = deque(m for m in self.messages if not (m.acked and m.last_seq <= self.durable))
-        if len(self.messages) < self.limit:
-            self._space.set()
         self._notify()
 
     def oldest_unacked_ts(self) -> float | None:
         return min((m.oldest_ts for m in self.messages if not m.acked), default=None)
 
-    async def wait_space(self) -> None:
-        await self._space.wait()
+    async def wait_room(self, n: int) -> None:
+        """Until n more messages fit (n is at most the limit)."""
+        n = min(n, self.limit)
+        while len(self.messages) + n > self.limit:
+            await self.wait_changed_or(ROOM_RECHECK)
 
     async def wait_dirty(self, timeout: float) -> None:
         """Until an ack or a skip happened since the last call, or the timeout (for the cursor writer)."""

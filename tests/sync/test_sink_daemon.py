@@ -29,6 +29,7 @@ INFLIGHT = 8
 WINDOW_READINGS = BATCH_MAX * INFLIGHT  # the most a crash may duplicate
 BACKLOG = 300_000  # readings stored before the first run: enough to still be draining at the last crash
 STOP_TIMEOUT = 10.0
+RECONNECT_WITHIN = 4.0  # s from the broker's restart to the first new reading at the subscriber
 
 
 def config(data_dir: Path, port: int, *, devices: int, interval: str = "100ms", batch_max: int = BATCH_MAX,
@@ -128,6 +129,9 @@ def test_broker_outage_of_30s_loses_nothing_and_keeps_order(tmp_path: Path) -> N
         assert edge.proc is not None and edge.proc.poll() is None
         restarted = time.monotonic()
         broker.start()
+        wait_until(lambda: max(sub.seqs()) > before, 10, "first reading after the outage")
+        back_after = time.monotonic() - restarted
+        assert back_after < RECONNECT_WITHIN, back_after  # reconnect_max = 2 s, plus jitter and the subscriber
         # 2 devices × 4 points × 10 polls/s × 30 s ≈ 2400 readings were stored during the outage
         wait_until(lambda: max(sub.seqs()) > before + 2000, 20, "catch-up after outage")
         assert time.monotonic() - restarted < 10

@@ -134,12 +134,13 @@ async def test_replay_failure_raises_and_keeps_the_dead_letter(
 
 async def test_receiver_down_then_up(store: Store, runner: SinkRunner, tmp_path: Path) -> None:
     receiver = Receiver()
-    seqs = await fill(store, 20)
+    seqs = await fill(store, 20, ts=time.time() - 60)
     sink = http_sink(store, tmp_path, receiver.url, retry_min="50ms", retry_max="300ms")
     runner.start(sink)
     await eventually(lambda: sink.stats()["retries"] >= 2)
     st = sink.stats()
     assert st["connected"] is False and "refused" in st["last_error"] and st["backlog_readings"] == 20
+    assert st["oldest_unsent_age_s"] >= 59 and st["backlog_bytes"] > 20 * 50 and st["last_ack"] is None
     assert store.cursor_sync("erp") == 0
     await receiver.start()
     try:

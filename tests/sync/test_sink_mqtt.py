@@ -47,17 +47,21 @@ async def test_backlog_arrives_in_order_with_the_contract_payload(
     assert subscriber.status[f"edge/{EDGE}/status"] == b"online"
 
 
+@pytest.mark.parametrize("inflight", [1, 32])
 async def test_per_device_topics_hold_one_device_each(
-        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path,
+        inflight: int) -> None:
     seqs = await fill(store, 900, devices=("plc1", "plc2", "plc3"))
-    runner.start(mqtt_sink(store, tmp_path, broker.port, topic="plant/{edge}/{device}", batch_max=50,
-                           protocol="3.1.1"))
+    sink = mqtt_sink(store, tmp_path, broker.port, topic="plant/{edge}/{device}", batch_max=50,
+                     protocol="3.1.1", inflight=inflight)
+    runner.start(sink)
     assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 10)
     for topic, message in subscriber.messages:
         devices = {r["device"] for r in message["readings"]}
         assert devices == {topic.rsplit("/", 1)[1]} and topic.startswith(f"plant/{EDGE}/")
         assert len(message["readings"]) <= 50
     assert not check_order(subscriber.readings())
+    await eventually(lambda: store.cursor_sync("cloud") == seqs[-1])
 
 
 async def test_live_readings_flow_and_cursor_follows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -67,8 +68,9 @@ def msg(first: int, last: int) -> OutMessage:
 async def test_window_cursor_stops_below_the_oldest_unacked_message() -> None:
     w = AckWindow(limit=3, cursor=10)
     a, b, c = msg(11, 15), msg(12, 18), msg(19, 20)  # a and b interleave (two devices)
-    for m in (a, b, c):
-        w.add(m)
+    w.add(a, 11)
+    w.add(b, 18)
+    w.add(c, 20)
     assert w.free == 0 and w.ackable() == 10
     w.ack(b)
     w.ack(c)
@@ -81,17 +83,38 @@ async def test_window_cursor_stops_below_the_oldest_unacked_message() -> None:
     assert len(w) == 0 and w.free == 3
 
 
+async def test_window_never_covers_seqs_of_messages_not_added_yet() -> None:
+    w = AckWindow(limit=4, cursor=0)
+    a = msg(1, 99)  # device 1: odd seqs; device 2's message starts at 2 and is not added yet
+    w.add(a, covered=1)
+    w.ack(a)
+    assert w.ackable() == 1
+    w.made_durable(w.ackable())
+    assert len(w) == 1  # a (up to 99) is not covered by the cursor yet: it still counts
+
+
 async def test_window_keeps_acked_messages_until_the_cursor_covers_them() -> None:
     w = AckWindow(limit=2, cursor=0)
     a, b = msg(1, 5), msg(2, 6)
-    w.add(a)
-    w.add(b)
+    w.add(a, 1)
+    w.add(b, 6)
     w.ack(a)
     w.made_durable(w.ackable())  # cursor 1: a's seqs 3, 5 are not covered yet
     assert len(w) == 2
     w.ack(b)
     w.made_durable(w.ackable())
     assert len(w) == 0
+
+
+async def test_window_room_for_a_whole_read() -> None:
+    w = AckWindow(limit=2, cursor=0)
+    w.add(msg(1, 3), 3)
+    waiter = asyncio.ensure_future(w.wait_room(2))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    w.ack(w.messages[0])
+    w.made_durable(w.ackable())
+    await asyncio.wait_for(waiter, 1)
 
 
 def test_backoff_doubles_with_jitter_and_resets() -> None:
