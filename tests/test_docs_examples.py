@@ -1,7 +1,8 @@
 """Every ```python block in docs/*.md runs: each in a fresh interpreter, with a timeout, in a temp folder.
 
 The blocks of one page run in order in one temp folder, so a block may write a file the next one reads
-(but shares no variables with it). A block preceded by a `<!-- no-test -->` line (blank lines between
+(but shares no variables with it). Top-level `await` is allowed: such a block runs in an asyncio loop.
+A block preceded by a `<!-- no-test -->` line (blank lines between
 are allowed) is skipped: use it for fragments that need hardware, a network peer or a running daemon.
 """
 
@@ -21,6 +22,17 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 BLOCK_TIMEOUT_S = 60
 NO_TEST = "<!-- no-test -->"
+# Runs one block file: compiled with top-level await allowed, awaited in a fresh loop when it needs one.
+RUNNER = """\
+import ast, asyncio, inspect, sys
+path = sys.argv[1]
+sys.argv = [path]
+code = compile(open(path, encoding="utf-8").read(), path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+scope = {"__name__": "__main__", "__file__": path}
+result = eval(code, scope)
+if inspect.iscoroutine(result):
+    asyncio.run(result)
+"""
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\s`]*)[^`]*$")
 
 
@@ -93,7 +105,7 @@ def test_docs_python_examples_run(page: Path, tmp_path: Path) -> None:
         script = tmp_path / f"block_{block.line}.py"
         script.write_text(block.code)
         try:
-            r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+            r = subprocess.run([sys.executable, "-c", RUNNER, str(script)], cwd=tmp_path, env=env, capture_output=True,
                                text=True, timeout=BLOCK_TIMEOUT_S, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{page.name}:{block.line}: example still running after {BLOCK_TIMEOUT_S} s")
@@ -102,3 +114,13 @@ def test_docs_python_examples_run(page: Path, tmp_path: Path) -> None:
         ran += 1
     if not ran:
         pytest.skip(f"{page.name}: every python example is marked {NO_TEST}")
+
+
+def test_runner_allows_top_level_await_and_reports_failures(tmp_path: Path) -> None:
+    ok = tmp_path / "ok.py"
+    ok.write_text("import asyncio\nawait asyncio.sleep(0)\nassert __name__ == '__main__'\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise SystemExit(3)\n")
+    run = [sys.executable, "-c", RUNNER]
+    assert subprocess.run([*run, str(ok)], capture_output=True, timeout=BLOCK_TIMEOUT_S).returncode == 0
+    assert subprocess.run([*run, str(bad)], capture_output=True, timeout=BLOCK_TIMEOUT_S).returncode == 3
