@@ -35,13 +35,34 @@ WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 Interfaces = list[str] | InterfaceChoice
 
 
+def resolve_interfaces(names: list[str]) -> list[str]:
+    """IPv4 addresses for a list of interface addresses or names ("10.0.0.2", "eth0"); ValueError if unknown."""
+    import ifaddr
+
+    out: list[str] = []
+    adapters = None
+    for name in names:
+        try:
+            ipaddress.ip_address(name)
+            out.append(name)
+            continue
+        except ValueError:
+            pass
+        adapters = adapters if adapters is not None else ifaddr.get_adapters()
+        found = [ip.ip for a in adapters if name in (a.name, a.nice_name) for ip in a.ips if isinstance(ip.ip, str)]
+        if not found:
+            raise ValueError(f"no network interface or address {name!r}")
+        out.extend(found)
+    return list(dict.fromkeys(out))
+
+
 def interfaces_for(listen_host: str, configured: list[str]) -> Interfaces:
-    """Where to announce and browse: the configured addresses, else the API's listen address.
+    """Where to announce and browse: the configured addresses (or interface names), else the API's listen address.
 
     A wildcard listen address means every interface; a host name is resolved to its IPv4 address.
     """
     if configured:
-        return list(configured)
+        return resolve_interfaces(list(configured))
     host = listen_host.strip("[]")
     if host in WILDCARD_HOSTS:
         return InterfaceChoice.All
@@ -87,19 +108,29 @@ class Advertiser:
             server=f"{edge_id}.local.",
         )
         self._zc: AsyncZeroconf | None = None
+        self.problem: str | None = None  # why it is not advertising, if it is not
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
     def for_daemon(cls, daemon: Daemon) -> Advertiser:
+        """The daemon's advertiser; one that stays silent (and says why in the log) if the interfaces are wrong."""
         from edge import __version__
 
         cfg = daemon.config
         port = daemon._api.port if daemon._api else cfg.api.port
-        return cls(edge_id=cfg.edge.id, version=__version__, port=port,
-                   interfaces=interfaces_for(cfg.api.host, list(cfg.discovery.interfaces)))
+        try:
+            interfaces = interfaces_for(cfg.api.host, list(cfg.discovery.interfaces))
+        except (OSError, ValueError) as e:
+            advertiser = cls(edge_id=cfg.edge.id, version=__version__, port=port, interfaces=[])
+            advertiser.problem = f"discovery.interfaces: {e}"
+            return advertiser
+        return cls(edge_id=cfg.edge.id, version=__version__, port=port, interfaces=interfaces)
 
     async def start(self) -> None:
         """Begin announcing in the background (probing takes a second or two; start-up does not wait)."""
+        if self.problem or not self.interfaces:
+            log.warning("zeroconf advertisement off: %s", self.problem or "no interface to announce on")
+            return
         try:
             self._zc = _zeroconf(self.interfaces)
         except OSError as e:
@@ -161,7 +192,7 @@ async def browse(timeout: float, interfaces: list[str],
     `interfaces` are addresses to browse on; empty means every interface. Each result has service, name,
     address, port and txt. `on_found` is called with each result as soon as it is resolved.
     """
-    zc = _zeroconf(list(interfaces) if interfaces else InterfaceChoice.All)
+    zc = _zeroconf(resolve_interfaces(list(interfaces)) if interfaces else InterfaceChoice.All)
     seen: dict[tuple[str, str], asyncio.Task[dict[str, Any] | None]] = {}
 
     async def resolve(service_type: str, name: str) -> dict[str, Any] | None:

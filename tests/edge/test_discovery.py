@@ -128,3 +128,21 @@ def test_interfaces_follow_the_api_listen_address_unless_configured() -> None:
     assert interfaces_for("localhost", []) == ["127.0.0.1"]
     assert interfaces_for("0.0.0.0", []) is InterfaceChoice.All
     assert interfaces_for("127.0.0.1", ["10.200.0.1"]) == ["10.200.0.1"]
+    assert interfaces_for("0.0.0.0", ["lo"]) == ["127.0.0.1"], "interface names work too"
+
+
+async def test_an_unknown_interface_leaves_the_daemon_running_without_advertising(tmp_path: Path) -> None:
+    path = write_config(tmp_path, advertise=True)
+    path.write_text(path.read_text().replace("advertise = true", 'advertise = true\ninterfaces = ["nosuch0"]'))
+    daemon = Daemon(load_config(path))
+    await daemon.start()
+    try:
+        assert daemon._advertiser.problem == "discovery.interfaces: no network interface or address 'nosuch0'"
+        assert daemon._advertiser._zc is None
+    finally:
+        await daemon.stop("test over")
+
+
+async def test_edge_discover_names_an_unknown_interface() -> None:
+    code, _, err = await run(str(EDGE_BIN), "discover", "--interface", "nosuch0", "--timeout", "0.5")
+    assert code == 2 and "no network interface or address 'nosuch0'" in err
