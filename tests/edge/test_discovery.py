@@ -123,6 +123,24 @@ async def test_advertise_false_starts_no_advertiser(tmp_path: Path) -> None:
         await daemon.stop("test over")
 
 
+async def test_advertise_false_never_loads_zeroconf(tmp_path: Path) -> None:
+    """Idle memory: a daemon that does not advertise does not even import python-zeroconf."""
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from edge.config import load_config
+        from edge.daemon import Daemon
+        async def main():
+            daemon = Daemon(load_config({str(write_config(tmp_path, advertise=False))!r}))
+            await daemon.start()
+            await daemon.stop()
+            print("zeroconf" in sys.modules)
+        asyncio.run(main())
+    """)
+    code, out, err = await run(sys.executable, "-c", script)
+    assert code == 0, err
+    assert out.strip() == "False"
+
+
 def test_interfaces_follow_the_api_listen_address_unless_configured() -> None:
     assert interfaces_for("127.0.0.1", []) == ["127.0.0.1"]
     assert interfaces_for("localhost", []) == ["127.0.0.1"]
