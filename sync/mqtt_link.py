@@ -115,7 +115,11 @@ class MqttLink:
     def _connection_lost(self, reason: str) -> None:
         fut = self._connack
         if fut is not None and not fut.done():
-            fut.set_exception(ConnectFailed(f"connection closed before CONNACK: {reason}"))
+            hint = ""
+            if self.config.tls:
+                hint = (" (over TLS this is usually the broker refusing the client certificate, or wanting one: "
+                        "check cert_file/key_file)")
+            fut.set_exception(ConnectFailed(f"the broker closed the connection before CONNACK: {reason}{hint}"))
         self._lost.set()
 
     async def wait_connected(self) -> None:
