@@ -98,6 +98,7 @@ class Writer:
         self.spare_path = os.path.join(os.path.dirname(reserve_path), SPARE_NAME)
         self.full_counts = {"dropped": 0, "rejected": 0}  # since the store became full (for the events)
         self._full_event = False  # the store_full event is still to be written
+        self._full_why = ""  # what made the store full (for the event)
         self._spare_ok = False  # the spare file is in place at full size
         self.on_commit = on_commit
         self.on_space = on_space
@@ -230,6 +231,8 @@ class Writer:
         try:
             if self._has_room(batch):
                 results = self._transaction(batch)
+            elif self.opt.full_policy == "reject_new" and self._over_max_bytes():
+                results = self._on_full(batch, "max_bytes reached", sqlite_full=False)
             else:
                 results = self._on_full(batch, "less than the low-water mark of free disk", sqlite_full=False)
         except sqlite3.OperationalError as e:
@@ -464,7 +467,13 @@ class Writer:
             free = shutil.disk_usage(os.path.dirname(self.spare_path)).free
         except OSError:
             return True
+        if self.opt.full_policy == "reject_new" and self._over_max_bytes():
+            return False
         return free >= self._low_water() or self._free_pages_bytes() >= self._room_for(n)
+
+    def _over_max_bytes(self) -> bool:
+        """reject_new applies at max_bytes too: the live data may not grow past it (drop_oldest drops instead)."""
+        return self.used_bytes() >= self.opt.max_bytes
 
     def _low_water(self) -> int:
         """FULL_LOW_WATER, plus the spare's size while it is released (the store must not grow into it)."""
@@ -484,6 +493,7 @@ class Writer:
             self.full_counts = {"dropped": 0, "rejected": 0}
             log.error("store is full (%s); applying full_policy=%s", why, self.opt.full_policy)
             self._full_event = True
+            self._full_why = why
         if self.opt.full_policy == "drop_oldest":
             for _ in range(FULL_DROP_ROUNDS):
                 if sqlite_full:
@@ -543,9 +553,10 @@ class Writer:
         """After a batch was handled on a full disk: record the event once, try to get the spare back."""
         if self._full_event:
             c = self.full_counts
-            self._try_event("store_full", f"store full (disk); full_policy={self.opt.full_policy}: {c['dropped']} "
-                                          f"oldest readings dropped, {c['rejected']} new readings refused so far",
-                            {"policy": self.opt.full_policy, **c})
+            self._try_event("store_full", f"store full ({self._full_why}); full_policy={self.opt.full_policy}: "
+                                          f"{c['dropped']} oldest readings dropped, {c['rejected']} new readings "
+                                          f"refused so far",
+                            {"policy": self.opt.full_policy, "why": self._full_why, **c})
         self._restore_spare()
 
     def _check_space(self) -> None:
@@ -556,7 +567,8 @@ class Writer:
             free = shutil.disk_usage(os.path.dirname(self.spare_path)).free
         except OSError:
             return
-        if free >= FULL_CLEAR_FREE + self._low_water() - FULL_LOW_WATER:
+        over = self.opt.full_policy == "reject_new" and self._over_max_bytes()
+        if free >= FULL_CLEAR_FREE + self._low_water() - FULL_LOW_WATER and not over:
             self.state.full = False
             c = self.full_counts
             self._try_event("store_resumed", f"store has room again; while full {c['dropped']} oldest readings "
@@ -686,7 +698,7 @@ class Writer:
                 upto = (nxt[0] - 1) if nxt else min(st.last_seq, st.first_seq + opt.gc_chunk - 1)
                 self._delete_prefix(upto, "max_age")
         used = self.used_bytes()
-        if used > opt.max_bytes and st.first_seq <= st.last_seq:
+        if used > opt.max_bytes and st.first_seq <= st.last_seq and opt.full_policy == "drop_oldest":
             rows = st.last_seq - st.first_seq + 1
             per_row = max(used / rows, 1.0)
             excess = used - int(opt.max_bytes * 0.95)

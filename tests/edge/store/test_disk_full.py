@@ -286,3 +286,30 @@ def test_disk_filled_by_another_program(tmp_path: Path, policy: str) -> None:
         final = check_store_file(disk / "data")
         assert final["first"] - 1 == final.get("dropped_full", 0) + final.get("removed_acked", 0)
         assert final["last"] + final.get("rejected_full", 0) == n
+
+
+def test_reject_new_applies_at_max_bytes(tmp_path: Path) -> None:
+    """full_policy covers max_bytes too: reject_new keeps what is stored and refuses new readings until
+    acknowledged readings make room again (drop_oldest drops the oldest instead, tested above)."""
+    store = Store.open(tmp_path / "data", StoreOptions(full_policy="reject_new", max_bytes=256 * 1024,
+                                                       commit_interval=0.01, maintenance_interval=3600.0))
+    try:
+        for i in range(200):  # one commit per poll cycle: a batch is checked before it is written
+            store.append_nowait([Reading("plc", f"p{j}", float(i), time.time()) for j in range(100)])
+            store.flush_sync()
+        store.maintain_sync()
+        full = store.stats_sync()
+        assert full["full"] and full["first_seq"] == 1
+        assert full["counters"]["rejected_full"] == 20_000 - full["last_seq"] > 0
+        assert "dropped_max_bytes" not in full["counters"], "reject_new never drops stored readings"
+        [event] = store.events_sync(kind="store_full")
+        assert event.data is not None and event.data["why"] == "max_bytes reached"
+
+        store.set_cursor_sync("consumer", full["last_seq"])  # everything acknowledged: room again
+        store.maintain_sync()
+        store.maintain_sync()
+        assert not store.stats_sync()["full"]
+        store.append_nowait([Reading("plc", "p0", 1.0, time.time())])
+        assert store.flush_sync() == full["last_seq"] + 1, "the next seq follows on, refused ones got none"
+    finally:
+        store.close()
