@@ -119,6 +119,8 @@ class HttpSink(DeliverySink):
                 self.outage.failed(what, describe_error(e))
                 await asyncio.sleep(backoff.next())
                 continue
+            if not self.connected and not self.outage.failures:
+                log.info("sink %s: %s answers (HTTP %d)", self.name, cfg.url, status)
             self.connected = True
             if 200 <= status < 300:
                 self.outage.recovered(f"POST {cfg.url}")

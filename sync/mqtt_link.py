@@ -50,6 +50,7 @@ class MqttLink:
         self._loop = asyncio.get_running_loop()
         self._connack: asyncio.Future[None] | None = None
         self._lost = asyncio.Event()
+        self._lost_reason = ""
         self._up = asyncio.Event()
         self._stopping = False
         v5 = config.protocol == "5"
@@ -120,6 +121,7 @@ class MqttLink:
                 hint = (" (over TLS this is usually the broker refusing the client certificate, or wanting one: "
                         "check cert_file/key_file)")
             fut.set_exception(ConnectFailed(f"the broker closed the connection before CONNACK: {reason}{hint}"))
+        self._lost_reason = reason
         self._lost.set()
 
     async def wait_connected(self) -> None:
@@ -156,7 +158,7 @@ class MqttLink:
                 self._up.clear()
                 self.on_state(False)
                 self.attempts += 1
-                self.outage.failed(f"connection to {url}", "connection lost")
+                self.outage.failed(f"connection to {url}", f"connection lost ({self._lost_reason})")
                 await self._loop.run_in_executor(None, self.client.loop_stop)
                 await asyncio.sleep(self.backoff.next())
         finally:
