@@ -78,7 +78,7 @@ class AddDeviceScreen(ModalScreen[None]):
                 yield Label("Interval")
                 yield Input(DEFAULT_NEW_INTERVAL, id="interval")
             if not self.finding.points and device.get("driver") in ("modbus-tcp", "modbus-rtu"):
-                yield Label("Point: hr0 (holding register 0, uint16); add more later in Config or edge.toml")
+                yield Label("Point: hr0 (holding 0, uint16); add more later in Config")
             if self.finding.points:
                 yield Label("Points (space toggles):")
                 yield SelectionList[int](*[

@@ -22,6 +22,7 @@ class EventsScreen(EdgeScreen):
     DEFAULT_CSS = """
     EventsScreen .heading { text-style: bold; color: $accent; padding: 0 1; }
     EventsScreen #events { height: 1fr; }
+    EventsScreen #event-detail { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     EventsScreen #dead { height: auto; max-height: 8; }
     EventsScreen #dead-status { height: auto; padding: 0 1; }
     """
@@ -37,6 +38,7 @@ class EventsScreen(EdgeScreen):
         yield Header(show_clock=False)
         yield Static("Events (newest first)", classes="heading")
         yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+        yield Static(id="event-detail")
         yield Static("Dead letters", classes="heading")
         yield DataTable(id="dead", cursor_type="row")
         yield Static(id="dead-status")
@@ -87,6 +89,12 @@ class EventsScreen(EdgeScreen):
             if len(page) < EVENTS_PAGE:
                 return out
             after = page[-1]["id"]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The highlighted event's whole message (the table cuts long ones)."""
+        if event.data_table.id == "events" and 0 <= event.cursor_row < len(self.events):
+            e = self.events[event.cursor_row]
+            self.query_one("#event-detail", Static).update(Text(f"{e['kind']}: {e['message']}"))
 
     def _selected_letter(self) -> dict[str, Any] | None:
         dead = self.query_one("#dead", DataTable)
