@@ -94,9 +94,10 @@ def from_modbus(found: dict[str, Any], host: str | None, port: int | None, seria
 
 
 def from_opcua(url: str, nodes: list[dict[str, Any]]) -> list[Finding]:
-    points: list[dict[str, Any]] = [{"name": point_name(str(n.get("name") or n.get("browse_name") or n.get("node"))),
-               "node": str(n.get("node") or n.get("node_id")), "_seen": n.get("value")}
-              for n in nodes if n.get("node") or n.get("node_id")][:MAX_CANDIDATE_POINTS]
+    points: list[dict[str, Any]] = [
+        {"name": point_name(str(n.get("name") or n.get("browse_name") or n.get("node"))),
+         "node": str(n.get("node") or n.get("node_id")), "_seen": n.get("value")}
+        for n in nodes if n.get("node") or n.get("node_id")][:MAX_CANDIDATE_POINTS]
     seen: set[str] = set()
     for p in points:  # point names must be unique within a device
         base, n = p["name"], 2
