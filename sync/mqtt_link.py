@@ -187,6 +187,9 @@ class MqttLink:
         c = self.config
         self.client.connect(c.host, c.port, keepalive=int(c.keepalive), clean_start=True
                             if c.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY)
+        if self._stopping:  # close() ran while this thread waited for a slow peer
+            self.client.disconnect()
+            raise ConnectionAbortedError("the sink is stopping")
         self.client.loop_start()
 
     def _drop(self) -> None:

@@ -8,6 +8,7 @@ contiguous from 1, so "every seq the store assigned" is 1..last_seq).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from sink_helpers import EDGE, readings
-from sink_peers import Broker, Subscriber, check_order
+from sink_peers import Broker, Receiver, Subscriber, check_order
 
 from edge.store import Store
 
@@ -33,7 +34,7 @@ RECONNECT_WITHIN = 4.0  # s from the broker's restart to the first new reading a
 
 
 def config(data_dir: Path, port: int, *, devices: int, interval: str = "100ms", batch_max: int = BATCH_MAX,
-           inflight: int = INFLIGHT) -> str:
+           inflight: int = INFLIGHT, sink: str | None = None) -> str:
     text = f"""
 [edge]
 id = "{EDGE}"
@@ -50,6 +51,8 @@ advertise = false
 """
     for i in range(devices):
         text += f'\n[[device]]\nname = "sim{i + 1}"\ndriver = "simulator"\ninterval = "{interval}"\n'
+    if sink is not None:
+        return text + sink
     text += f"""
 [[sink]]
 name = "cloud"
@@ -98,10 +101,10 @@ class EdgeProcess:
             self.proc.wait()
 
 
-def last_seq_and_cursor(data_dir: Path) -> tuple[int, int]:
+def last_seq_and_cursor(data_dir: Path, sink: str = "cloud") -> tuple[int, int]:
     store = Store.open(data_dir)
     try:
-        return store.durable_seq, store.cursor_sync("cloud") or 0
+        return store.durable_seq, store.cursor_sync(sink) or 0
     finally:
         store.close()
 
@@ -195,3 +198,34 @@ def test_sigkill_while_draining_every_seq_arrives_duplicates_bounded(tmp_path: P
         sub.close()
         broker.stop()
 
+
+
+async def test_edge_run_posts_to_an_http_receiver_and_stops_cleanly(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    data = tmp_path / "data"
+    sink = f"""
+[[sink]]
+name = "erp"
+type = "http"
+url = "{receiver.url}"
+token = "t0ken"
+gzip = true
+batch_max = 20
+"""
+    edge = EdgeProcess(tmp_path, config(data, 0, devices=1, interval="50ms", sink=sink)).start()
+    try:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while len(receiver.delivered()) < 100:
+            assert time.monotonic() < deadline, edge.log.read_text()
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(edge.wait_running)
+        assert await asyncio.to_thread(edge.stop) == 0
+    finally:
+        edge.ensure_dead()
+        await receiver.stop()
+    got = receiver.delivered()
+    assert got == list(range(1, len(got) + 1))  # in order, no gaps, no duplicates
+    assert all(q.headers["Authorization"] == "Bearer t0ken" for q in receiver.requests)
+    assert all(q.headers["Idempotency-Key"].startswith(f"{EDGE}-") for q in receiver.requests)
+    _, cursor = last_seq_and_cursor(data, "erp")
+    assert cursor == got[-1]  # the stop wrote the cursor of everything acknowledged
