@@ -96,7 +96,6 @@ class AddDeviceScreen(ModalScreen[None]):
         device: dict[str, Any] = {"name": self.query_one("#name", Input).value.strip(),
                                   **(self.finding.device or {}),
                                   "interval": self.query_one("#interval", Input).value.strip()}
-        device["name"] = self.query_one("#name", Input).value.strip()
         points: list[dict[str, Any]] = []
         if self.finding.points:
             chosen = self.query_one("#points", SelectionList).selected
