@@ -32,57 +32,46 @@ class PayloadEncoder:
 
     def encode(self, readings: Sequence[Reading]) -> bytes:
         """The message for these readings (in the order given)."""
-        # One loop with locals rather than a call per reading, and the timestamp text computed once per
-        # distinct ts (all readings of a poll cycle share it): this runs for every reading delivered.
         series = self._series
+        second, second_text = self._second, self._second_text
         parts: list[str] = []
         append = parts.append
-        last_ts: float | None = None
-        ts_text = ""
         for r in readings:
             frag = series.get((r.device, r.point, r.unit))
             if frag is None:
                 frag = self._fragments((r.device, r.point, r.unit))
-            ts = r.ts
-            if ts != last_ts:
-                last_ts = ts
-                ts_text = self._ts_text(ts)
+            secs, msec = divmod(round(r.ts * 1000), 1000)
+            if secs != second:
+                second = secs
+                second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
             v = r.value
             t = type(v)
-            if t is int:
+            if t is float:
+                value = repr(v) if v - v == 0 else "null"  # NaN and ±inf are not JSON
+            elif t is int:
                 value = str(v)
-            elif t is float:
-                value = repr(v) if math.isfinite(v) else "null"
             elif v is None:
                 value = "null"
             else:
                 value = _json_value(v)
-            if r.quality == GOOD and r.error is None:
-                append(f'{{"seq":{r.seq},{frag[0]},"ts":"{ts_text}","value":{value}{frag[1]}}}')
-            else:
-                append(self._odd_reading(r, frag, ts_text, value))
+            tail = frag[1]
+            if r.quality != GOOD or r.error is not None:
+                tail = self._odd_tail(r, tail)
+            append(f'{{"seq":{r.seq},{frag[0]},"ts":"{second_text}.{msec:03d}Z","value":{value}{tail}}}')
+        self._second, self._second_text = second, second_text
         return self._head + ",".join(parts).encode() + b"]}"
 
     def encode_many(self, batches: Iterable[Sequence[Reading]]) -> list[bytes]:
         return [self.encode(b) for b in batches]
 
-    def _ts_text(self, ts: float) -> str:
-        ms = round(ts * 1000)
-        secs, msec = divmod(ms, 1000)
-        if secs != self._second:
-            self._second = secs
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        return f"{self._second_text}.{msec:03d}Z"
-
     @staticmethod
-    def _odd_reading(r: Reading, frag: tuple[str, str], ts_text: str, value: str) -> str:
-        """A reading that is not good or carries an error."""
-        tail = frag[1]
+    def _odd_tail(r: Reading, tail: str) -> str:
+        """The tail of a reading that is not good or carries an error."""
         if r.quality != GOOD:
-            tail = ',"quality":' + _dumps(r.quality) + frag[1][len(',"quality":"good"'):]
+            tail = ',"quality":' + _dumps(r.quality) + tail[len(',"quality":"good"'):]
         if r.error is not None:
             tail += ',"error":' + _dumps(r.error)
-        return f'{{"seq":{r.seq},{frag[0]},"ts":"{ts_text}","value":{value}{tail}}}'
+        return tail
 
     def _fragments(self, key: tuple[str, str, str | None]) -> tuple[str, str]:
         if len(self._series) >= SERIES_CACHE_MAX:
