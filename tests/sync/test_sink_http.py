@@ -83,7 +83,7 @@ async def test_429_waits_for_retry_after(store: Store, receiver: Receiver, runne
     runner.start(http_sink(store, tmp_path, receiver.url, retry_min="50ms"))
     await eventually(lambda: receiver.delivered() == seqs, timeout=5)
     gap = receiver.requests[1].at - receiver.requests[0].at
-    assert 0.95 <= gap < 2.0, gap
+    assert 0.95 <= gap < 3.0, gap  # not the 50 ms backoff: the server said 1 s
 
 
 def test_retry_after_header_forms() -> None:

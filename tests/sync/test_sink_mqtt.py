@@ -108,7 +108,7 @@ async def test_max_rate_paces_sending(
     assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 10)
     took = time.monotonic() - t0
     # 400 readings pass at once (one second's burst), the other 200 at 400/s
-    assert 0.35 < took < 2.5, took
+    assert 0.35 < took < 4, took
 
 
 async def test_max_bytes_per_s_paces_sending(
@@ -118,7 +118,7 @@ async def test_max_bytes_per_s_paces_sending(
     t0 = time.monotonic()
     assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 15)
     took = time.monotonic() - t0  # ~300 × 120 B = 36 kB: one burst of 20 kB, then 20 kB/s
-    assert 0.5 < took < 4, took
+    assert 0.5 < took < 6, took
 
 
 async def test_resumes_after_restart_from_its_cursor(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -131,8 +130,7 @@ def test_token_bucket_allows_one_second_burst_then_the_rate() -> None:
     assert bucket.delay(100) == 0
     assert bucket.delay(50) == 0  # the bucket may go into debt by one message
     wait = bucket.delay(1)
-    assert 0.45 < wait <= 0.5
-    time.sleep(0)
+    assert 0.3 < wait <= 0.5  # 50 in debt at 100/s, less what refilled since
 
 
 @pytest.mark.parametrize(("keys", "message"), [
