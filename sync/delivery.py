@@ -1,7 +1,7 @@
 """What every delivering sink shares: read after the cursor, filter, expire, batch, window, durable acks, stats.
 
-A transport subclass implements `_deliver()` (send messages from `next_messages()` and call `acked()`);
-this class keeps the cursor moving over the contiguous acked prefix and writes it to the store.
+A transport subclass implements `_deliver()` (send the messages of each `next_chunk()`, call `acked()`);
+this class reads ahead, and keeps the cursor moving over the contiguous acked prefix, durably.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class DeliverySink(Sink):
         self._head_checked = 0.0
         self.stopping = False  # run() is ending: the delivery loops must end too
         self._chunks: asyncio.Queue[Chunk] = asyncio.Queue(READ_AHEAD)
+        self._cursor_lock = asyncio.Lock()  # cursor writes in order: a later, smaller one must not win
 
     # -- what a transport provides ----------------------------------------------------------------------
 
@@ -145,15 +146,16 @@ class DeliverySink(Sink):
     async def _save_cursor(self, window: AckWindow) -> None:
         """Make the acked prefix the durable cursor. While a backlog drains (or the window is full) the sender
         waits for exactly this, so the store commits at once instead of at its next commit interval."""
-        target = window.ackable()
-        if target <= window.durable:
-            return
-        write = self.store.set_cursor(self.name, target, kind="sink")
-        if self.store.durable_seq > window.taken or window.free == 0:
-            seq, _ = await asyncio.gather(write, self.store.flush())
-        else:
-            seq = await write
-        window.made_durable(seq)
+        async with self._cursor_lock:
+            target = window.ackable()
+            if target <= window.durable:
+                return
+            write = self.store.set_cursor(self.name, target, kind="sink")
+            if self.store.durable_seq > window.taken or window.free == 0:
+                seq, _ = await asyncio.gather(write, self.store.flush())
+            else:
+                seq = await write
+            window.made_durable(seq)
 
     async def _read_ahead(self, after: int) -> None:
         """Read, filter, batch and encode ahead of the sender (a few chunks at most)."""

@@ -27,13 +27,12 @@ class PayloadEncoder:
         self.edge_id = edge_id
         self._head = ('{"edge":' + _dumps(edge_id) + ',"readings":[').encode()
         self._series: dict[tuple[str, str, str | None], tuple[str, str]] = {}
-        self._second = -1
-        self._second_text = ""
+        self._clock = (-1, "")  # (a second since the epoch, its text): one attribute, so replaced atomically
 
     def encode(self, readings: Sequence[Reading]) -> bytes:
         """The message for these readings (in the order given)."""
         series = self._series
-        second, second_text = self._second, self._second_text
+        second, second_text = self._clock
         parts: list[str] = []
         append = parts.append
         for r in readings:
@@ -58,7 +57,7 @@ class PayloadEncoder:
             if r.quality != GOOD or r.error is not None:
                 tail = self._odd_tail(r, tail)
             append(f'{{"seq":{r.seq},{frag[0]},"ts":"{second_text}.{msec:03d}Z","value":{value}{tail}}}')
-        self._second, self._second_text = second, second_text
+        self._clock = (second, second_text)
         return self._head + ",".join(parts).encode() + b"]}"
 
     def encode_many(self, batches: Iterable[Sequence[Reading]]) -> list[bytes]:
