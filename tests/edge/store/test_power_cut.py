@@ -17,6 +17,7 @@ import os
 import random
 import sqlite3
 import statistics
+import subprocess
 import threading
 import time
 import urllib.error
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeproc import EdgeProcess, write_config
+from edgeproc import EDGE, EdgeProcess, write_config
 from faults.lossy_fs import LossyMount
 
 from edge.reading import parse_ts
@@ -37,6 +38,8 @@ pytestmark = pytest.mark.slow
 
 CUTS = 20
 RUN_BEFORE_CUT = (0.3, 1.2)  # s the daemon runs (after it answers) before the power is cut, uniformly
+EARLY_CUTS = 5  # more cuts while the daemon starts (imports, store open, WAL recovery), before it answers
+START_BEFORE_CUT = (0.05, 0.8)  # s after the daemon was spawned (some land before it answers)
 COMMIT_INTERVAL = "50ms"
 SIMULATOR = """
 [[device]]
@@ -136,6 +139,22 @@ def store_after_cut(backing: Path) -> tuple[dict[int, dict[str, Any]], dict[str,
     return rows, cursors
 
 
+def check_after_cut(what: str, backing: Path, served: dict[int, dict[str, Any]],
+                    acked: int) -> dict[int, dict[str, Any]]:
+    """Integrity, contiguous seqs, every served reading unchanged, every answered acknowledgement kept."""
+    rows, cursors = store_after_cut(backing)
+    assert cursors.get("keeper") == 0
+    assert cursors.get("reader", 0) >= acked, f"{what}: an answered acknowledgement (seq {acked}) was lost"
+    seqs = sorted(rows)
+    missing = [s for s in served if s not in rows]
+    assert not missing, (f"{what}: {len(missing)} served seqs lost by the power cut: {min(missing)}.."
+                         f"{max(missing)}; the store holds {len(seqs)} readings")
+    changed = [s for s in served if rows[s] != served[s]]
+    assert not changed, f"{what}: served seqs now hold other readings: {changed[:10]}…"
+    assert seqs == list(range(1, len(seqs) + 1)), f"{what}: seqs not contiguous from 1"
+    return rows
+
+
 @pytest.fixture
 def lossy(tmp_path: Path) -> Iterator[LossyMount]:
     if os.geteuid() != 0:
@@ -163,8 +182,16 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
     served: dict[int, dict[str, Any]] = {}
     cuts: list[Cut] = []
     after = acked = 0
-    for n in range(CUTS):
+    for n in range(CUTS + EARLY_CUTS):
         lossy.start()
+        if n % ((CUTS + EARLY_CUTS) // EARLY_CUTS) == 1:
+            with open(tmp_path / "early.log", "ab") as out:
+                proc = subprocess.Popen([*EDGE, "run", "-c", str(config)], stdout=out, stderr=out)
+            time.sleep(rng.uniform(*START_BEFORE_CUT))
+            lossy.cut(proc.pid)
+            proc.wait(10)
+            check_after_cut(f"cut {n} (starting)", lossy.backing, served, acked)
+            continue
         edge = OutsideTokenEdge(config)
         edge.tokens_file = tmp_path / "tokens"
         try:
@@ -187,16 +214,8 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
         thread.join(10)
         after, acked = consumer.after, consumer.acked
 
-        rows, cursors = store_after_cut(lossy.backing)
-        assert cursors.get("keeper") == 0
-        assert cursors.get("reader", 0) >= acked, f"cut {n}: an answered acknowledgement (seq {acked}) was lost"
+        rows = check_after_cut(f"cut {n}", lossy.backing, served, acked)
         seqs = sorted(rows)
-        missing = [s for s in served if s not in rows]
-        assert not missing, (f"cut {n}: {len(missing)} served seqs lost by the power cut: {min(missing)}.."
-                             f"{max(missing)}; the store holds {len(seqs)} readings, API said {reported} durable")
-        changed = [s for s in served if rows[s] != served[s]]
-        assert not changed, f"cut {n}: served seqs now hold other readings: {changed[:10]}…"
-        assert seqs == list(range(1, len(seqs) + 1)), f"cut {n}: seqs not contiguous from 1"
         assert seqs[-1] >= reported, f"cut {n}: the API reported seq {reported} durable, the store ends at {seqs[-1]}"
         newest = rows[seqs[-1]]
         cuts.append(Cut(cut_at, max(served, default=0), reported, seqs[-1], cut_at - parse_ts(newest["ts"])))
@@ -206,7 +225,8 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
     assert all(c.served_max <= c.durable_max for c in cuts)
     ages = sorted(c.newest_age for c in cuts)
     lag = [c.durable_max - c.served_max for c in cuts]
-    print(f"\npower cuts: {CUTS}, readings served: {len(served)}; loss window = age of the newest surviving "
+    print(f"\npower cuts: {CUTS} running + {EARLY_CUTS} starting, readings served: {len(served)}; "
+          f"loss window = age of the newest surviving "
           f"reading at the cut: median {statistics.median(ages) * 1000:.0f} ms, 90th percentile "
           f"{ages[int(0.9 * (len(ages) - 1))] * 1000:.0f} ms, max {ages[-1] * 1000:.0f} ms (commit_interval "
           f"{COMMIT_INTERVAL}); durable but not yet served at the cut: median {statistics.median(lag)} readings; "
