@@ -8,7 +8,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sync.defaults import DRAIN_TIMEOUT, IDLE_WAIT, MQTT_REPLAY_TIMEOUT
+from sync.defaults import DRAIN_TIMEOUT, IDLE_WAIT, MQTT_REPLAY_TIMEOUT, STOP_WAIT
 from sync.delivery import DeliverySink
 from sync.mqtt_config import MqttSinkConfig
 from sync.mqtt_link import MqttLink
@@ -56,15 +56,19 @@ class MqttSink(DeliverySink):
         link = MqttLink(self.config, edge_id=self.edge_id, outage=self.outage, on_ack=self._on_ack,
                         on_state=self._on_state)
         self.link = link
-        keeper = asyncio.create_task(link.maintain(), name=f"sink-{self.name}-link")
-        refusals = asyncio.create_task(self._dead_letter_refused(window), name=f"sink-{self.name}-refused")
+        tasks = [asyncio.create_task(link.maintain(), name=f"sink-{self.name}-link"),
+                 asyncio.create_task(self._dead_letter_refused(window), name=f"sink-{self.name}-refused"),
+                 asyncio.create_task(self._publish_loop(window, link), name=f"sink-{self.name}-publish")]
         try:
-            await self._publish_loop(window, link, keeper)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()
         finally:
+            tasks[2].cancel()
             await self._drain(window, link)
-            for t in (keeper, refusals):
+            for t in tasks:
                 t.cancel()
-            await asyncio.gather(keeper, refusals, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=STOP_WAIT)
             await link.close(status=True)
 
     async def _drain(self, window: AckWindow, link: MqttLink) -> None:
@@ -76,7 +80,7 @@ class MqttSink(DeliverySink):
         while window.unacked and link.connected and loop.time() < deadline:
             await window.wait_changed_or(deadline - loop.time())
 
-    async def _publish_loop(self, window: AckWindow, link: MqttLink, keeper: asyncio.Task[None]) -> None:
+    async def _publish_loop(self, window: AckWindow, link: MqttLink) -> None:
         while not self.stopping:
             chunk = await self.next_chunk()
             await window.wait_room(len(chunk.messages))
