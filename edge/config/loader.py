@@ -214,8 +214,22 @@ def _duplicates(raw_list: Any, what: str, section: str, lines: dict[Any, int], f
     return problems
 
 
+def _mentions_secrets(value: Any) -> bool:
+    """Whether any string in the parsed config starts with `secret:` (edge.secrets.SECRET_PREFIX)."""
+    if isinstance(value, str):
+        return value.startswith("secret:")
+    if isinstance(value, dict):
+        return any(_mentions_secrets(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_secrets(v) for v in value)
+    return False
+
+
 def _with_secrets(raw: dict[str, Any], file: str) -> dict[str, Any]:
     """Replace `secret:NAME` strings by their values from the encrypted secrets store."""
+    if not _mentions_secrets(raw):
+        # edge.secrets loads the cryptography package: ~6 MB of RSS for the daemon's whole life, for nothing.
+        return raw
     from edge.secrets import SecretError, resolve_secrets
 
     edge: dict[str, Any] = raw["edge"] if isinstance(raw.get("edge"), dict) else {}
