@@ -298,6 +298,10 @@ class Writer:
             return out
 
     def _fail(self, batch: list[Command], error: BaseException) -> None:
+        lost = sum(c.readings for c in batch)
+        if lost:  # appends have no future: count them, or they would vanish without a trace
+            self.count("dropped_write_error", lost)
+            log.error("%d readings lost: the store could not write them (%s)", lost, error)
         for cmd in batch:
             if cmd.future is not None and not cmd.future.done():
                 cmd.future.set_exception(error)

@@ -313,3 +313,26 @@ def test_reject_new_applies_at_max_bytes(tmp_path: Path) -> None:
         assert store.flush_sync() == full["last_seq"] + 1, "the next seq follows on, refused ones got none"
     finally:
         store.close()
+
+
+def test_readings_lost_to_a_write_error_are_counted(tmp_path: Path) -> None:
+    """Not a full disk but a failing one (I/O error): the batch is lost, and every reading in it is counted."""
+    store = Store.open(tmp_path / "data", StoreOptions(commit_interval=0.01))
+    writer = store._writer
+    try:
+        store.append_nowait([Reading("plc", "p", 1.0, time.time())])
+        assert store.flush_sync() == 1
+
+        def failing(batch: list[Any], skip_readings: bool = False) -> list[Any]:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        writer._transaction = failing  # type: ignore[method-assign]
+        store.append_nowait([Reading("plc", "p", float(i), time.time()) for i in range(7)])
+        with pytest.raises(sqlite3.OperationalError):
+            store.flush_sync()
+        del writer._transaction
+        assert store.stats_sync()["counters"]["dropped_write_error"] == 7
+        store.append_nowait([Reading("plc", "p", 2.0, time.time())])
+        assert store.flush_sync() == 2, "the lost readings never had a seq"
+    finally:
+        store.close()
