@@ -182,43 +182,53 @@ def test_power_cuts_lose_nothing_that_was_served(tmp_path: Path, lossy: LossyMou
     served: dict[int, dict[str, Any]] = {}
     cuts: list[Cut] = []
     after = acked = 0
-    for n in range(CUTS + EARLY_CUTS):
-        lossy.start()
-        if n % ((CUTS + EARLY_CUTS) // EARLY_CUTS) == 1:
-            with open(tmp_path / "early.log", "ab") as out:
-                proc = subprocess.Popen([*EDGE, "run", "-c", str(config)], stdout=out, stderr=out)
-            time.sleep(rng.uniform(*START_BEFORE_CUT))
-            lossy.cut(proc.pid)
-            proc.wait(10)
-            check_after_cut(f"cut {n} (starting)", lossy.backing, served, acked)
-            continue
-        edge = OutsideTokenEdge(config)
-        edge.tokens_file = tmp_path / "tokens"
-        try:
-            edge.start()
-        except BaseException:
-            lossy.stop()
-            raise
-        assert edge.proc is not None
-        consumer = Consumer(edge.url, edge.token, after, served, acked)
-        if n == 0:  # a consumer that never acknowledges: every reading stays, so every served one can be checked
-            consumer.call("PUT", "/v1/cursors/keeper", {"seq": 0})
-        thread = threading.Thread(target=consumer.run, name=f"consumer-{n}", daemon=True)
-        thread.start()
-        time.sleep(rng.uniform(*RUN_BEFORE_CUT))
-        reported = edge.get("/v1/stats")["store"]["last_seq"]
-        cut_at = time.time()
-        lossy.cut(edge.proc.pid)
-        edge.proc.wait(10)
-        consumer.stop.set()
-        thread.join(10)
-        after, acked = consumer.after, consumer.acked
+    spawned: list[subprocess.Popen[bytes]] = []  # every daemon, killed by PID at the end whatever happens
+    try:
+        for n in range(CUTS + EARLY_CUTS):
+            lossy.start()
+            if n % ((CUTS + EARLY_CUTS) // EARLY_CUTS) == 1:
+                with open(tmp_path / "early.log", "ab") as out:
+                    proc = subprocess.Popen([*EDGE, "run", "-c", str(config)], stdout=out, stderr=out)
+                spawned.append(proc)
+                time.sleep(rng.uniform(*START_BEFORE_CUT))
+                lossy.cut(proc.pid)
+                proc.wait(10)
+                check_after_cut(f"cut {n} (starting)", lossy.backing, served, acked)
+                continue
+            edge = OutsideTokenEdge(config)
+            edge.tokens_file = tmp_path / "tokens"
+            try:
+                edge.start()
+            finally:
+                if edge.proc is not None:
+                    spawned.append(edge.proc)
+            assert edge.proc is not None
+            consumer = Consumer(edge.url, edge.token, after, served, acked)
+            if n == 0:  # a consumer that never acknowledges: every reading stays, so every served one can be checked
+                consumer.call("PUT", "/v1/cursors/keeper", {"seq": 0})
+            thread = threading.Thread(target=consumer.run, name=f"consumer-{n}", daemon=True)
+            thread.start()
+            time.sleep(rng.uniform(*RUN_BEFORE_CUT))
+            reported = edge.get("/v1/stats")["store"]["last_seq"]
+            cut_at = time.time()
+            lossy.cut(edge.proc.pid)
+            edge.proc.wait(10)
+            consumer.stop.set()
+            thread.join(10)
+            after, acked = consumer.after, consumer.acked
 
-        rows = check_after_cut(f"cut {n}", lossy.backing, served, acked)
-        seqs = sorted(rows)
-        assert seqs[-1] >= reported, f"cut {n}: the API reported seq {reported} durable, the store ends at {seqs[-1]}"
-        newest = rows[seqs[-1]]
-        cuts.append(Cut(cut_at, max(served, default=0), reported, seqs[-1], cut_at - parse_ts(newest["ts"])))
+            rows = check_after_cut(f"cut {n}", lossy.backing, served, acked)
+            seqs = sorted(rows)
+            assert seqs[-1] >= reported, (f"cut {n}: the API said seq {reported} "
+                                         f"was durable, the store ends at {seqs[-1]}")
+            newest = rows[seqs[-1]]
+            cuts.append(Cut(cut_at, max(served, default=0), reported, seqs[-1], cut_at - parse_ts(newest["ts"])))
+
+    finally:
+        for proc in spawned:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
 
     assert len(cuts) == CUTS
     assert served, "the consumer was served readings"
