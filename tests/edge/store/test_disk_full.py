@@ -123,7 +123,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def start_edge(tmp_path: Path, data_dir: Path, store: str, body: str = FAST_SIMULATOR) -> EdgeProcess:
     config = write_config(tmp_path / "conf", body, data_dir=data_dir, store=store)
-    return EdgeProcess(config).start()
+    edge = EdgeProcess(config)
+    try:
+        return edge.start()
+    except BaseException:
+        edge.kill()  # by PID; a daemon that never answered must not outlive the test
+        raise
 
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "reject_new"])
