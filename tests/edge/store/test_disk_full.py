@@ -159,6 +159,10 @@ def test_full_disk_applies_policy_and_resumes(tmp_path: Path, small_disk: Path, 
             assert during["last_seq"] > before["last_seq"], "drop_oldest must keep storing new readings"
             assert during["counters"]["dropped_full"] > before["counters"]["dropped_full"]
             assert events(edge, "retention_drop"), "every drop is logged as an event"
+            # Running at capacity for good: everything held when it became full is replaced by newer readings.
+            eventually("the whole store turned over while full",
+                       lambda: store_stats(edge)["first_seq"] > before["last_seq"], FILL_TIMEOUT)
+            assert store_stats(edge)["full"] and free_bytes(small_disk) > 0
         else:
             assert during["last_seq"] == before["last_seq"], "reject_new must not store new readings"
             assert during["counters"]["rejected_full"] > before["counters"]["rejected_full"]
