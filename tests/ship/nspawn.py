@@ -64,11 +64,12 @@ def cached_rootfs() -> Path:
 class Container:
     """A booted systemd-nspawn container on an extracted copy of the cached root (private network)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, extra_args: tuple[str, ...] = ()):
         self.root = root
+        self.extra_args = extra_args
         self.name = f"edge-test-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = root.parent / f"{self.name}.console.log"
+        self.log = Path(tempfile.gettempdir()) / f"{self.name}.console.log"
 
     @classmethod
     def extract(cls, tar: Path, workdir: Path) -> Container:
@@ -78,25 +79,25 @@ class Container:
         subprocess.run(["tar", "-C", str(root), "-xf", str(tar)], check=True)
         return cls(root)
 
-    def boot(self) -> None:
-        """Boot the container and wait until systemd reports running (or degraded)."""
+    def boot(self, timeout: float = BOOT_TIMEOUT_S, states: tuple[str, ...] = ("running", "degraded")) -> None:
+        """Boot the container and wait until systemd reports one of states (by default: booted)."""
         with open(self.log, "wb") as log:
             self.proc = self._spawn(log)
-        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"container exited: {self.log.read_text(errors='replace')[-3000:]}")
             if self._init_pid() is not None:
                 state = self.run("systemctl", "is-system-running", check=False).stdout.strip()
-                if state in ("running", "degraded"):
+                if state in states:
                     return
             time.sleep(POLL_INTERVAL_S)
-        raise TimeoutError(f"container did not boot in {BOOT_TIMEOUT_S} s")
+        raise TimeoutError(f"container did not boot in {timeout} s")
 
     def _spawn(self, log: BinaryIO) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             ["systemd-nspawn", "-b", "-D", str(self.root), "--register=no", "--keep-unit", "--console=pipe",
-             "--private-network", f"--machine={self.name}"],
+             "--private-network", f"--machine={self.name}", *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _init_pid(self) -> int | None:
@@ -128,12 +129,18 @@ class Container:
         """Power the container off and clean up nspawn's runtime state."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        init = self._init_pid()
         self.proc.send_signal(signal.SIGTERM)  # nspawn turns SIGTERM into an orderly shutdown
         try:
             self.proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(STOP_TIMEOUT_S)
+            if init is not None:  # killing the container's init ends its whole pid namespace
+                os.kill(init, signal.SIGKILL)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(STOP_TIMEOUT_S)
         shutil.rmtree(f"/run/systemd/nspawn/unix-export/{self.name}", ignore_errors=True)
 
 

@@ -98,3 +98,46 @@ def test_root_partition_has_edge_installed_and_enabled(image: Path, tmp_path: Pa
     assert debugfs("cat /etc/machine-id").strip() == ""
     assert "LABEL=RASPIFIRM" in debugfs("cat /etc/fstab")
     assert "ssh_host_" not in debugfs("ls /etc/ssh")
+
+
+ARM64_BOOT_TIMEOUT_S = 600
+ARM64_ACTIVE_TIMEOUT_S = 600
+POLL_S = 2.0
+
+
+def test_image_boots_under_qemu_and_edge_runs(image: Path, tmp_path: Path) -> None:
+    """Boot the image's root in systemd-nspawn (aarch64 through qemu-user, read-only root with a tmpfs
+    overlay): first boot makes the id, keys and SSH host keys, and edge.service becomes active."""
+    import json
+    import sys
+    import time
+
+    from .nspawn import Container
+
+    _, _, start, _ = _partitions(image)[1]
+    mnt = tmp_path / "root"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-o", f"loop,ro,offset={start * SECTOR}", str(image), str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount the root partition: {mounted.stderr.strip()}")
+    box = Container(mnt, extra_args=("--volatile=overlay",))
+    try:
+        box.boot(ARM64_BOOT_TIMEOUT_S, states=("starting", "running", "degraded"))
+        deadline = time.monotonic() + ARM64_ACTIVE_TIMEOUT_S
+        while box.run("systemctl", "is-active", "edge.service", check=False).stdout.strip() != "active":
+            assert time.monotonic() < deadline, box.run("journalctl", "-u", "edge", "-u", "edge-firstboot",
+                                                         "--no-pager", check=False).stdout[-4000:]
+            time.sleep(POLL_S)
+        assert box.run("systemctl", "is-active", "edge-firstboot.service", check=False).stdout.strip() == "active"
+        assert box.run("systemctl", "is-active", "ssh.service", check=False).stdout.strip() == "active"
+        assert 'id = "edge-' in box.run("cat", "/etc/edge/edge.toml").stdout
+        assert "signing.key" in box.run("ls", "/var/lib/edge/keys").stdout
+        code = ("import json,urllib.request; print(urllib.request.urlopen("
+                "'http://127.0.0.1:8470/v1/health', timeout=30).read().decode())")
+        health = box.host_in_netns(sys.executable, "-c", code)
+        assert health.returncode == 0, health.stderr
+        assert json.loads(health.stdout)["status"] == "ok"
+    finally:
+        box.stop()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
