@@ -70,8 +70,13 @@ def load_settings(config: str | None, data_dir: str | None) -> Settings:
     sec = sec if isinstance(sec, dict) else {}
     edge_id = edge.get("id")
     key_file = sec.get("key_file")
-    return Settings(path, edge_id if isinstance(edge_id, str) else None,
-                    Path(str(data_dir or edge.get("data_dir") or DEFAULT_DATA_DIR)),
+    if data_dir:
+        chosen = Path(data_dir)
+    else:  # like the daemon: a relative data_dir is relative to the config file's folder
+        chosen = Path(str(edge.get("data_dir") or DEFAULT_DATA_DIR)).expanduser()
+        if not chosen.is_absolute() and path is not None:
+            chosen = path.resolve().parent / chosen
+    return Settings(path, edge_id if isinstance(edge_id, str) else None, chosen,
                     key_file if isinstance(key_file, str) else None)
 
 

@@ -152,3 +152,14 @@ def test_files_made_by_root_belong_to_the_data_dir_owner(tmp_path: Path) -> None
     made = [data / "secrets.json", data / "secrets.key", key_files(data).dir, key_files(data).signing_key,
             key_files(data).tls_key]
     assert {(p.stat().st_uid, p.stat().st_gid) for p in made} == {(nobody, nobody)}
+
+
+def test_cli_and_daemon_agree_on_a_relative_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative [edge] data_dir is relative to the config file, for `edge secrets` as for the daemon."""
+    conf = tmp_path / "etc" / "edge.toml"
+    conf.parent.mkdir()
+    conf.write_text('[edge]\nid = "a"\ndata_dir = "../data"\n')
+    monkeypatch.chdir("/")
+    r = CliRunner().invoke(secrets, ["set", "mqtt", "-c", str(conf)], input=PLAIN)
+    assert r.exit_code == 0, r.output
+    assert SecretStore(tmp_path / "data").get("mqtt") == PLAIN
