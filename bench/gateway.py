@@ -46,6 +46,7 @@ DEFAULT_SECONDS = 30.0
 BASELINE_SECONDS = 8.0
 OUTAGE_SECONDS = 10.0
 WARMUP = 3.0
+SETTLE = 1.0
 CATCH_UP_TIMEOUT = 30.0
 
 # The bar (developers' guide): ThingsBoard IoT Gateway 3.8.5 at 50 × 50 @ 100 ms.
@@ -347,6 +348,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         window = mono1 - mono0
         cpu = cpu1 - cpu0
         arrived = sub.arrived_between(mono0, mono1)
+        time.sleep(SETTLE)  # the window's last cycles are still on their way
 
         # 4. broker outage
         outage: dict[str, Any] = {}
