@@ -55,6 +55,8 @@ class Daemon:
         self._extras: list[Any] = []  # things with async stop() started alongside (e.g. demo simulators)
         self.reloads = 0
         self.liveness: Liveness | None = None
+        self._started = False
+        self._stop_requested: str | None = None
         self._signal_tasks: set[asyncio.Future[Any]] = set()
 
     # -- life cycle -----------------------------------------------------------------------------------
@@ -65,6 +67,7 @@ class Daemon:
 
     async def start(self) -> None:
         cfg = self.config
+        self._install_signals()  # first: a SIGTERM during start-up must still end in a clean stop
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Drivers that keep files (OPC-UA's PKI) resolve relative paths against the data dir.
         os.environ.setdefault("EDGE_DATA_DIR", str(self.data_dir))
@@ -85,7 +88,6 @@ class Daemon:
 
             self._advertiser = Advertiser.for_daemon(self)
             await self._advertiser.start()
-        self._install_signals()
         self.liveness = Liveness(self.store)
         self.supervisor.spawn("liveness", self.liveness.run)
         await self.store.add_event("started", f"edge {__version__} started with {len(cfg.devices)} devices, "
@@ -93,6 +95,9 @@ class Daemon:
         log.info("edge %s running: %d devices, %d sinks, API on %s", __version__, len(cfg.devices),
                  len(cfg.sinks), self.api_url)
         self.liveness.ready(f"{len(cfg.devices)} devices, {len(cfg.sinks)} sinks, API on {self.api_url}")
+        self._started = True
+        if self._stop_requested:
+            self._background(self.stop(self._stop_requested))
         # Everything loaded so far (modules, config models, drivers) lives as long as the process: move it out
         # of the cyclic GC's sight. Otherwise each full collection walks it all (~90k objects), which stalled
         # the loop for 150-250 ms every ~4 s at 25k readings/s and made every device overrun a poll.
@@ -115,12 +120,21 @@ class Daemon:
             except (NotImplementedError, RuntimeError):
                 pass
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: self._background(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         except (NotImplementedError, RuntimeError):
             pass
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if not self._started:
+            self._stop_requested = f"signal {sig.name} during start-up"  # start() stops once it is done
+            return
         self._background(self.stop(f"signal {sig.name}"))
+
+    def _on_reload_signal(self) -> None:
+        if self._started and not self._stopping:
+            self._background(self.reload())
+        else:
+            log.warning("SIGHUP ignored: the daemon is %s", "stopping" if self._stopping else "starting")
 
     def _background(self, coro: Any) -> None:
         """Run a coroutine from a signal handler, keeping a reference until it ends."""

@@ -30,6 +30,7 @@ class SinkConfig(BaseModel):
     max_rate: float | None = Field(default=None, gt=0)  # readings/s
     max_bytes_per_s: ByteSize | None = None
     max_age: Duration | None = None  # readings older than this are not sent (counted as expired)
+    sign: bool = False  # add an Ed25519 "sig" to every payload (`edge keys init` first; docs/security.md)
 
     def matches(self, reading: Reading) -> bool:
         if not self.filter:

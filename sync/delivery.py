@@ -9,9 +9,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +61,30 @@ def expired_counter(sink: str) -> str:
     return f"sink.{sink}.expired"
 
 
+def payload_signer(data_dir: str) -> Callable[[bytes], bytes]:
+    """Encoded payload → the same payload with its Ed25519 `sig`; a missing key stops the sink's start."""
+    from edge.identity import IdentityError, load_signing_key
+    from edge.signing import sign_payload
+
+    try:
+        key = load_signing_key(data_dir)
+    except IdentityError as e:
+        raise OSError(f"sign = true but the signing key is unusable: {e}") from e
+
+    def sign(payload: bytes) -> bytes:
+        signed = sign_payload(json.loads(payload), key)
+        return json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode()
+
+    return sign
+
+
 class DeliverySink(Sink):
     """A sink that sends batches of readings and advances its durable cursor over what was acked."""
 
     def __init__(self, config: SinkConfig, *, edge_id: str, store: Store, data_dir: str, **kw: Any) -> None:
         super().__init__(config, edge_id=edge_id, store=store, data_dir=data_dir, **kw)
         self.encoder = PayloadEncoder(edge_id)
+        self.signer = payload_signer(data_dir) if config.sign else None
         self.pacer = SendPacer(config.max_rate, config.max_bytes_per_s)
         self.outage = OutageLog(config.name)
         self.window: AckWindow | None = None
@@ -229,6 +249,8 @@ class DeliverySink(Sink):
 
     def _message(self, readings: list[Reading]) -> OutMessage:
         payload = self.encoder.encode(readings)
+        if self.signer is not None:
+            payload = self.signer(payload)
         n = len(readings)
         self._bytes_per_reading += EWMA_WEIGHT * (len(payload) / n - self._bytes_per_reading)
         return OutMessage(readings[0].seq, readings[-1].seq, n, payload, min(r.ts for r in readings),

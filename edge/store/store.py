@@ -340,7 +340,8 @@ class Store:
             if remaining is not None and remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._durable_event.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: on 3.11 it can swallow a cancellation
+                    await self._durable_event.wait()
             except TimeoutError:
                 return self.durable_seq > after
         return True

@@ -149,3 +149,19 @@ async def test_receiver_down_then_up(store: Store, runner: SinkRunner, tmp_path:
     finally:
         await receiver.stop()
 
+
+
+async def test_signed_payloads_verify_and_a_missing_key_is_explained(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    from edge.identity import init_keys, load_public_signing_key
+    from edge.signing import verify_payload
+
+    with pytest.raises(OSError, match="sign = true but the signing key is unusable"):
+        http_sink(store, tmp_path, receiver.url, sign=True)
+    init_keys(tmp_path, EDGE)
+    seqs = await fill(store, 20)
+    runner.start(http_sink(store, tmp_path, receiver.url, sign=True))
+    await eventually(lambda: receiver.delivered() == seqs)
+    payload = receiver.requests[0].payload
+    assert payload["sig"]["alg"] == "ed25519"
+    assert verify_payload(payload, load_public_signing_key(tmp_path))
