@@ -24,6 +24,13 @@ def load_or_create(path: Path) -> tuple[list[str], str | None]:
         with os.fdopen(fd, "w") as f:
             f.write("# edge API tokens, one per line; clients send 'Authorization: Bearer <token>'\n")
             f.write(created + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # a power cut right after first start must not leave an empty file
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         log.warning("created API token file %s; the token is printed once: %s", path, created)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
