@@ -82,7 +82,7 @@ class DeviceRunner:
         if bad and status.poll_errors == errors:
             status.poll_errors += 1
         self._counted = (status.polls, status.poll_errors)
-        out = self.pipeline.process(readings)
+        out = self.pipeline.process(readings, self.driver.name)
         self.readings_in += len(out)
         await self.store.append(out)
 

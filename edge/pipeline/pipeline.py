@@ -39,6 +39,7 @@ class Pipeline:
 
     def __init__(self, devices: list[DeviceConfig], transforms: TransformSet | None = None) -> None:
         self.specs: dict[str, dict[str, PointSpec]] = {}
+        self.plain: set[str] = set()  # devices whose points need no scaling, unit, or deadband
         self.transforms = transforms or TransformSet()
         self.suppressed = 0  # readings held back by deadband
         for d in devices:
@@ -53,11 +54,19 @@ class Pipeline:
                 spec.last_value, spec.last_quality = old[p.name].last_value, old[p.name].last_quality
             specs[p.name] = spec
         self.specs[device.name] = specs
+        if all(not s.linear and s.unit is None and s.deadband == 0.0 for s in specs.values()):
+            self.plain.add(device.name)
+        else:
+            self.plain.discard(device.name)
 
     def remove_device(self, name: str) -> None:
         self.specs.pop(name, None)
+        self.plain.discard(name)
 
-    def process(self, readings: list[Reading]) -> list[Reading]:
+    def process(self, readings: list[Reading], device: str | None = None) -> list[Reading]:
+        """The readings to store. `device`: every reading is of this device (lets a plain device skip the work)."""
+        if device is not None and device in self.plain and not self.transforms:
+            return list(readings)
         out: list[Reading] = []
         append = out.append
         transforms = self.transforms
