@@ -276,8 +276,8 @@ def parse_text(text: str, file: str, secrets: bool = False) -> Config:
     return Config(
         source=Path(file).resolve() if file != "<string>" else Path.cwd() / "edge.toml",
         edge=data.edge, store=data.store, api=data.api, discovery=data.discovery, pipeline=data.pipeline,
-        devices=list(data.device), sinks=list(data.sink), raw=raw,
-    )
+        devices=list(data.device), sinks=list(data.sink),
+    )  # not raw=raw: nothing reads it, and it held the parsed TOML (~0.5 KB per point) for the daemon's life
 
 
 def default_path() -> str:
