@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -170,7 +171,7 @@ class MqttLink:
         self._connack = self._loop.create_future()
         c = self.config
         try:
-            await self._loop.run_in_executor(None, self._connect_blocking)
+            await self._in_daemon_thread(self._connect_blocking)
         except (OSError, ValueError) as e:
             raise ConnectFailed(describe_error(e)) from e
         if not await wait_done(self._connack, MQTT_CONNECT_TIMEOUT):
@@ -181,6 +182,34 @@ class MqttLink:
             raise self._connack.exception()  # type: ignore[misc]
         if c.tls and c.insecure_skip_verify:
             log.warning("sink %s: connected to %s WITHOUT verifying its certificate", c.name, c.url)
+
+    async def _in_daemon_thread(self, blocking: Callable[[], None]) -> None:
+        """Run a blocking call in a thread of its own that does not hold up the process's exit.
+
+        A connect to a peer that never answers blocks for up to MQTT_CONNECT_TIMEOUT; in the loop's
+        executor that thread is joined when asyncio.run() ends, which kept a stopped daemon alive past
+        its 5 s. Cancelling the caller leaves the call to finish on its own (close() makes it let go).
+        """
+        done: asyncio.Future[None] = self._loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def target() -> None:
+            try:
+                blocking()
+            except BaseException as e:  # handed to the awaiting task
+                self._post(settle, e)
+            else:
+                self._post(settle, None)
+
+        threading.Thread(target=target, name=f"edge-mqtt-connect-{self.config.name}", daemon=True).start()
+        await done
 
     def _connect_blocking(self) -> None:
         """TCP (+TLS) connect and CONNECT sent; then the network thread reads the CONNACK."""

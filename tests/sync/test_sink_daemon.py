@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ WINDOW_READINGS = BATCH_MAX * INFLIGHT  # the most a crash may duplicate
 BACKLOG = 300_000  # readings stored before the first run: enough to still be draining at the last crash
 STOP_TIMEOUT = 10.0
 RECONNECT_WITHIN = 4.0  # s from the broker's restart to the first new reading at the subscriber
+SIGTERM_STOP_LIMIT = 5.0  # s: the contract's bound from SIGTERM to the process's exit
 
 
 def config(data_dir: Path, port: int, *, devices: int, interval: str = "100ms", batch_max: int = BATCH_MAX,
@@ -230,3 +232,32 @@ batch_max = 20
     assert all(q.headers["Idempotency-Key"].startswith(f"{EDGE}-") for q in receiver.requests)
     _, cursor = last_seq_and_cursor(data, "erp")
     assert cursor == got[-1]  # the stop wrote the cursor of everything acknowledged
+
+
+def test_sigterm_stops_within_5s_while_a_tls_connect_hangs(tmp_path: Path) -> None:
+    """A peer that accepts TCP and never answers the TLS handshake must not hold up the daemon's exit."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    silent.settimeout(STOP_TIMEOUT)
+    port = silent.getsockname()[1]
+    sink = f"""
+[[sink]]
+name = "cloud"
+type = "mqtt"
+url = "mqtts://127.0.0.1:{port}"
+"""
+    edge = EdgeProcess(tmp_path, config(tmp_path / "data", 0, devices=1, sink=sink)).start()
+    try:
+        edge.wait_running()
+        conn, _ = silent.accept()  # the sink's connect is now waiting for the server's TLS hello
+        assert edge.proc is not None
+        sent = time.monotonic()
+        edge.proc.send_signal(signal.SIGTERM)
+        assert edge.proc.wait(STOP_TIMEOUT) == 0
+        took = time.monotonic() - sent
+        assert took < SIGTERM_STOP_LIMIT, f"exit {took:.1f} s after SIGTERM"
+        conn.close()
+    finally:
+        edge.ensure_dead()
+        silent.close()
