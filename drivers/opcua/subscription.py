@@ -156,7 +156,8 @@ class SubscriptionFeed:
         """The readings of the next Publish responses (up to about `limit`), or [] after `timeout`."""
         was_full = self.queue.full()
         try:
-            batch = await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for(), which on 3.11 can swallow a cancellation
+                batch = await self.queue.get()
         except TimeoutError:
             return []
         if was_full:  # the publish loop was blocked on us, not waiting on the server: restart the silence clock
