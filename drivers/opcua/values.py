@@ -107,4 +107,9 @@ class ReadingMaker:
         if raw is None:
             return Reading.bad(self.device, point.name, "empty value (null variant)", ts, point.unit)
         error = status_name(dv.StatusCode) if quality == UNCERTAIN else None
+        if isinstance(raw, float) and not math.isfinite(raw):
+            # as the Modbus driver does: uncertain, and still a number (the payload shows null), never the
+            # text "nan" that plain_value() gives, which a deadband cannot compare with the next number
+            error = f"not a finite number ({raw})" + (f"; {error}" if error else "")
+            return Reading(self.device, point.name, raw, ts, UNCERTAIN, error, point.unit)
         return Reading(self.device, point.name, plain_value(raw), ts, quality, error, point.unit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -9,9 +10,14 @@ import pytest
 from asyncua import ua
 from pydantic import ValidationError
 
+from drivers.base import DeviceStatus
 from drivers.opcua.config import OpcuaDevice, OpcuaPoint, parse_security
 from drivers.opcua.paths import resolve_pki_dir
-from drivers.opcua.values import plain_value, quality_of, status_name
+from drivers.opcua.session import DeviceSession
+from drivers.opcua.subscription import SubscriptionFeed
+from drivers.opcua.values import ReadingMaker, plain_value, quality_of, status_name
+from edge.pipeline import Pipeline
+from edge.reading import Reading
 
 
 def dev(**kw: Any) -> OpcuaDevice:
@@ -88,3 +94,35 @@ def test_plain_values() -> None:
     assert plain_value(ua.QualifiedName("Temp", 2)) == "2:Temp"
     assert plain_value(ua.NodeId("X", 2)) == "ns=2;s=X"
     assert plain_value([[1, 2], [3, 4]]) == [[1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize("garbage", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_number_is_uncertain_and_stays_a_number(garbage: float) -> None:
+    """As in the Modbus driver: the value keeps its type (the payload shows null), so a deadband still works."""
+    device = dev(point=[{"name": "t", "node": "ns=2;i=1", "deadband": 0.5}])
+    maker = ReadingMaker(device)
+    bad = maker.reading(device.point[0], ua.DataValue(ua.Variant(garbage, ua.VariantType.Double)))
+    assert bad.quality == "uncertain" and "not a finite number" in (bad.error or "")
+    assert isinstance(bad.value, float)
+    pipeline = Pipeline([device])
+    pipeline.process([bad])
+    good = maker.reading(device.point[0], ua.DataValue(ua.Variant(21.5, ua.VariantType.Double)))
+    assert [r.value for r in pipeline.process([good])] == [21.5]
+
+
+@pytest.mark.parametrize("ticks", range(6))
+async def test_stopping_the_subscription_pump_is_never_lost(ticks: int) -> None:
+    """A cancel that lands just as a batch arrives must still end the pump (else the session outlives a stop)."""
+    device = dev(point=[{"name": "t", "node": "ns=2;i=1"}])
+    status = DeviceStatus()
+    feed = SubscriptionFeed(device, DeviceSession(device, status), ReadingMaker(device), status)
+    waiting = asyncio.create_task(feed.next_batch(30.0, 10))
+    await asyncio.sleep(0)
+    feed.queue.put_nowait([Reading("d", "t", 1.0)])
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    if waiting.cancel():  # still waiting: the cancel must end it
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    else:  # it had returned the batch already
+        assert [r.value for r in waiting.result()] == [1.0]
