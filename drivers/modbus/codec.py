@@ -2,11 +2,13 @@
 
 On the wire a register is two bytes, high byte first. `byte_order = "little"` means the device stores the
 two bytes of each word swapped; `word_order = "little"` means the least significant word comes first.
-Decoders are built once per point (`decoder_for`) and read straight from the bytes of a whole read.
+Decoders are built once per kind of point (`decoder_for`; points of the same type, orders, bit and length
+share one) and read straight from the bytes of a whole read.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -61,9 +63,13 @@ def reorder(data: bytes, word_order: str, byte_order: str) -> bytes:
 
 def decoder_for(point: ModbusPoint) -> Decoder:
     """A function decoding `point` from the wire bytes of a register read, at a byte offset."""
-    kind, wo, bo = point.type, point.word_order, point.byte_order
+    return _decoder(point.type, point.word_order, point.byte_order, point.bit, point.length)
+
+
+@functools.cache  # a few dozen distinct keys at most; 2,500 points of one type used to make 2,500 closures
+def _decoder(kind: str, wo: str, bo: str, bit: int | None, length: int) -> Decoder:
     if kind == "string":
-        size = point.length * 2
+        size = length * 2
 
         def decode_string(buf: bytes, off: int) -> str:
             raw = reorder(buf[off : off + size], wo, bo).rstrip(b"\x00")
@@ -75,7 +81,6 @@ def decoder_for(point: ModbusPoint) -> Decoder:
         return decode_string
     if kind == "bool":
         word = struct.Struct("<H" if bo == "little" else ">H")
-        bit = point.bit
         if bit is None:
             return lambda buf, off: word.unpack_from(buf, off)[0] != 0
         return lambda buf, off: bool((word.unpack_from(buf, off)[0] >> bit) & 1)
