@@ -184,3 +184,20 @@ async def test_an_opcua_browse_offers_variables_as_points(make_app: Callable[...
         await wait_for(lambda: added_and_polling(daemon, "packer"), pilot, SCAN_LIMIT)
     dev = next(d for d in daemon.config.devices if d.name == "packer")
     assert [p.name for p in dev.point] == chosen
+
+
+async def test_a_wrong_interface_in_the_config_is_shown_not_fatal(make_app: Callable[..., EdgeApp],
+                                                                  daemon: Daemon) -> None:
+    """The daemon runs with a [discovery] interface that does not exist here: the scan says so, the TUI stays."""
+    source = daemon.config.source
+    source.write_text(source.read_text().replace("[discovery]\n", '[discovery]\ninterfaces = ["nosuchif0"]\n'))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("d")
+        screen = app.screen
+        assert isinstance(screen, DiscoverScreen)
+        await pilot.press("enter")  # empty target: the interfaces of the daemon's config
+        note = screen.query_one("#note", Static)
+        await wait_for(lambda: "nosuchif0" in str(note.render()), pilot)
+        assert not screen.scanning and screen.findings == []
+        assert app.is_running

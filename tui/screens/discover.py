@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import tomllib
 from typing import Any
@@ -18,6 +19,8 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 from tui import config_edit
 from tui.scans import DEFAULT_TIMEOUT, DEFAULT_UNITS, Finding, point_name
 from tui.screens.base import EdgeScreen
+
+log = logging.getLogger("edge.tui")
 
 PROGRESS_TICK = 0.1  # seconds between progress bar updates while a scan runs
 DEFAULT_NEW_INTERVAL = "1s"
@@ -213,12 +216,17 @@ class DiscoverScreen(EdgeScreen):
         except ValueError as e:
             note.update(f"[red]units: {escape(str(e))}[/]")
             return
+        target = self.query_one("#target", Input).value
         interfaces: list[str] = []
-        if kind == "zeroconf":
+        if kind == "zeroconf" and not target.strip():  # a typed target names the interfaces itself
             try:
                 interfaces = discovery_interfaces((await self.edge.call("GET", "/v1/config"))["text"])
             except (DaemonError, tomllib.TOMLDecodeError, KeyError):
                 interfaces = []
+            except (OSError, ValueError) as e:  # an interface or host of the config that this machine lacks
+                note.update(f"[red]the daemon's discovery interfaces: {escape(str(e))}; "
+                            "type the interfaces to browse on as the target[/]")
+                return
         timeout = DEFAULT_TIMEOUT
         expected = timeout * (len(units) if kind.startswith("modbus") else 1)
         self.scanning = True
@@ -237,10 +245,13 @@ class DiscoverScreen(EdgeScreen):
 
         ticker = self.set_interval(PROGRESS_TICK, tick)
         try:
-            found = await self.edge.scanner.run(kind, self.query_one("#target", Input).value, units, timeout,
-                                                interfaces)
+            found = await self.edge.scanner.run(kind, target, units, timeout, interfaces)
         except (TimeoutError, ImportError, OSError, ValueError) as e:
             note.update(f"[red]{type(e).__name__}: {escape(str(e))}[/]")
+            found = []
+        except Exception as e:  # a scan's unexpected failure is shown; it must not end the technician's session
+            log.exception("%s scan of %r failed", kind, target)
+            note.update(f"[red]scan failed: {type(e).__name__}: {escape(str(e))}[/]")
             found = []
         finally:
             ticker.stop()
