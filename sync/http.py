@@ -1,4 +1,4 @@
-"""The HTTP sink: one POST per batch, in order; 2xx acks, 429/5xx/network errors retry, other 4xx dead-letter."""
+"""The HTTP sink: one POST per batch, in order; 2xx acks, 3xx/429/5xx/network errors retry, other 4xx dead-letter."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.sync")
 
 GZIP_LEVEL = 6
-RETRY_STATUSES = frozenset({408, 425, 429})  # and every 5xx
+RETRY_STATUSES = frozenset({408, 425, 429})  # and every 5xx, and every 3xx (the url needs fixing)
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -78,9 +78,15 @@ class HttpSink(DeliverySink):
                     last_seq: int) -> tuple[int, str, float | None]:
         """One POST: (status, short body text, Retry-After seconds)."""
         body = gzip.compress(payload, GZIP_LEVEL) if self.config.gzip else payload
-        async with session.post(self.config.url, data=body, headers=self._headers(first_seq, last_seq)) as resp:
+        # Redirects are not followed: on a 301/302/303 aiohttp repeats the request as a GET without the body,
+        # and that GET's 2xx would ack readings that were never delivered.
+        async with session.post(self.config.url, data=body, headers=self._headers(first_seq, last_seq),
+                                allow_redirects=False) as resp:
             text = ""
-            if resp.status >= 300:
+            if 300 <= resp.status < 400:
+                text = (f"redirected to {resp.headers.get('Location', '?')} (redirects are not followed: "
+                        "set url to the endpoint itself)")
+            elif resp.status >= 300:
                 text = (await resp.text(errors="replace"))[:HTTP_ERROR_BODY_MAX]
             else:
                 await resp.read()
@@ -126,7 +132,7 @@ class HttpSink(DeliverySink):
                 self.outage.recovered(f"POST {cfg.url}")
                 self.acked(window, m)
                 return
-            if status in RETRY_STATUSES or status >= 500:
+            if status in RETRY_STATUSES or status >= 500 or 300 <= status < 400:  # a redirect: fix the url
                 self.retries += 1
                 delay = backoff.next()
                 if after is not None:

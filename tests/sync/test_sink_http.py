@@ -165,3 +165,39 @@ async def test_signed_payloads_verify_and_a_missing_key_is_explained(
     payload = receiver.requests[0].payload
     assert payload["sig"]["alg"] == "ed25519"
     assert verify_payload(payload, load_public_signing_key(tmp_path))
+
+
+async def test_a_redirect_is_not_taken_for_delivery(store: Store, runner: SinkRunner, tmp_path: Path) -> None:
+    """A POST redirected with 301/302/303 would be repeated as a GET without its body: that is no ack."""
+    from aiohttp import web
+
+    posted: list[bytes] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently("/new")
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="a web page, not the ingest endpoint")
+
+    async def ingest(request: web.Request) -> web.Response:
+        posted.append(await request.read())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/old", moved)
+    app.router.add_get("/new", page)
+    app.router.add_post("/new", ingest)
+    site_runner = web.AppRunner(app)
+    await site_runner.setup()
+    site = web.TCPSite(site_runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        await fill(store, 10)
+        sink = http_sink(store, tmp_path, f"http://127.0.0.1:{port}/old", retry_min="50ms", retry_max="200ms")
+        runner.start(sink)
+        await eventually(lambda: sink.stats()["retries"] >= 2)
+        assert store.cursor_sync("erp") == 0 and sink.stats()["sent"] == 0 and not posted
+        assert "301" in sink.stats()["last_error"] and "/new" in sink.stats()["last_error"]
+    finally:
+        await site_runner.cleanup()
