@@ -15,15 +15,7 @@ def ago(ts: float | None, now: float) -> str:
     if ts is None:
         return "—"
     age = max(0.0, now - ts)
-    if age < 10:
-        return f"{age:.1f}s ago"
-    if age < 120:
-        return f"{age:.0f}s ago"
-    if age < 7200:
-        return f"{age / 60:.0f}m ago"
-    if age < 172800:
-        return f"{age / 3600:.0f}h ago"
-    return f"{age / 86400:.0f}d ago"
+    return f"{age:.1f}s ago" if age < 10 else f"{duration(age)} ago"
 
 
 def duration(seconds: float | None) -> str:
