@@ -13,7 +13,7 @@ import pytest
 from sink_helpers import EDGE, SinkRunner, eventually, fill
 from sink_peers import Broker, Subscriber, check_order
 
-from edge.store import Store
+from edge.store import DeadLetter, Store
 from sync.mqtt import MqttSink
 from sync.mqtt_config import MqttSinkConfig
 from sync.registry import create_sink
@@ -24,6 +24,19 @@ def mqtt_sink(store: Store, tmp_path: Path, port: int, **keys: Any) -> MqttSink:
     sink = create_sink(cfg, edge_id=EDGE, store=store, data_dir=str(tmp_path))
     assert isinstance(sink, MqttSink)
     return sink
+
+
+async def replay_once_allowed(sink: MqttSink, dead_letter: DeadLetter, timeout: float = 10.0) -> None:
+    """Replay until the broker has re-read its ACL (SIGHUP takes effect whenever mosquitto gets to it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await sink.replay(dead_letter)
+            return
+        except RuntimeError:  # refused again: the dead letter stays; try once more
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def test_backlog_arrives_in_order_with_the_contract_payload(
@@ -174,9 +187,8 @@ async def test_refused_publish_is_dead_lettered_and_replay_delivers(
 
         acl.write_text(f"topic readwrite edge/{EDGE}/#\ntopic read #\n")
         b.reload()
-        await asyncio.sleep(0.3)
         for d in dead:
-            await sink.replay(d)
+            await replay_once_allowed(sink, d)
         assert not await asyncio.to_thread(sub.wait_for, set(seqs), 5)
         assert store.dead_letters_sync(sink="cloud") == [] and sink.stats()["dead_letters"] == 0
     finally:
