@@ -62,7 +62,7 @@ def expired_counter(sink: str) -> str:
 
 
 def payload_signer(data_dir: str) -> Callable[[bytes], bytes]:
-    """Encoded payload → the same payload with its Ed25519 `sig`; a missing key stops the sink's start."""
+    """Encoded payload → the same payload with its Ed25519 `sig`; raises OSError when the key is unusable."""
     from edge.identity import IdentityError, load_signing_key
     from edge.signing import sign_payload
 
@@ -84,7 +84,7 @@ class DeliverySink(Sink):
     def __init__(self, config: SinkConfig, *, edge_id: str, store: Store, data_dir: str, **kw: Any) -> None:
         super().__init__(config, edge_id=edge_id, store=store, data_dir=data_dir, **kw)
         self.encoder = PayloadEncoder(edge_id)
-        self.signer = payload_signer(data_dir) if config.sign else None
+        self.signer: Callable[[bytes], bytes] | None = None  # loaded by run(): a missing key fails the run
         self.pacer = SendPacer(config.max_rate, config.max_bytes_per_s)
         self.outage = OutageLog(config.name)
         self.window: AckWindow | None = None
@@ -122,6 +122,14 @@ class DeliverySink(Sink):
     # -- running ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.config.sign and self.signer is None:
+            # here, not in the constructor: a reload that turns signing on before `edge keys init` must not
+            # fail half-applied; a failed run is logged, shown in stats and retried by the supervisor
+            try:
+                self.signer = payload_signer(self.data_dir)
+            except OSError as e:
+                self.outage.failed("signing", str(e))
+                raise
         cursor = await self.store.register(self.name, kind="sink")
         window = AckWindow(self.inflight, cursor)
         self.window = window

@@ -156,8 +156,10 @@ async def test_signed_payloads_verify_and_a_missing_key_is_explained(
     from edge.identity import init_keys, load_public_signing_key
     from edge.signing import verify_payload
 
+    unsigned = http_sink(store, tmp_path, receiver.url, sign=True)
     with pytest.raises(OSError, match="sign = true but the signing key is unusable"):
-        http_sink(store, tmp_path, receiver.url, sign=True)
+        await unsigned.run()
+    assert "edge keys init" in unsigned.stats()["last_error"]
     init_keys(tmp_path, EDGE)
     seqs = await fill(store, 20)
     runner.start(http_sink(store, tmp_path, receiver.url, sign=True))
@@ -201,3 +203,44 @@ async def test_a_redirect_is_not_taken_for_delivery(store: Store, runner: SinkRu
         assert "301" in sink.stats()["last_error"] and "/new" in sink.stats()["last_error"]
     finally:
         await site_runner.cleanup()
+
+
+async def test_sign_without_keys_fails_the_sink_run_not_a_reload(
+        receiver: Receiver, tmp_path: Path) -> None:
+    """A reload that turns signing on before `edge keys init` keeps the daemon whole: the sink says why."""
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    path = tmp_path / "edge.toml"
+    path.write_text(f"""
+[edge]
+id = "{EDGE}"
+data_dir = "{tmp_path / 'data'}"
+
+[api]
+listen = "127.0.0.1:0"
+
+[discovery]
+advertise = false
+
+[[device]]
+name = "sim"
+driver = "simulator"
+interval = "100ms"
+
+[[sink]]
+name = "erp"
+type = "http"
+url = "{receiver.url}"
+""")
+    daemon = Daemon(load_config(path))
+    await daemon.start()
+    try:
+        await eventually(lambda: receiver.delivered())
+        path.write_text(path.read_text() + "sign = true\n")
+        assert await daemon.reload() == []
+        assert daemon.config.sinks[0].sign and "erp" in daemon.sinks
+        await eventually(lambda: "signing key is unusable" in (daemon.sinks_info()["erp"].get("last_error") or ""))
+        assert daemon.runners["sim"].driver.status.state == "up"
+    finally:
+        await daemon.stop("test over")
