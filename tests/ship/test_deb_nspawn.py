@@ -124,7 +124,8 @@ def _use_config(c: Container, text: str, dropin: str | None) -> None:
     else:
         conf.write_text(dropin)
     c.run("systemctl", "daemon-reload")
-    c.run("systemctl", "restart", "--no-block", "edge.service")
+    # Blocking: with Type=notify this returns once the new daemon sent READY=1 (never the old one's state).
+    c.run("systemctl", "restart", "edge.service", check=False)
 
 
 def _store(c: Container) -> Path:
@@ -220,7 +221,7 @@ def test_stop_leaves_the_store_intact(box: Container) -> None:
     n, top = _count_readings(box)
     assert n > 0 and top >= n
     # It starts again on the same store and goes on numbering after the last seq.
-    box.run("systemctl", "start", "--no-block", "edge.service")
+    box.run("systemctl", "start", "edge.service", check=False)
     _wait_active(box)
     deadline = time.monotonic() + READINGS_TIMEOUT_S
     while _count_readings(box)[1] <= top:
