@@ -214,6 +214,11 @@ async def browse(timeout: float, interfaces: list[str],
         await asyncio.sleep(timeout)
         results = await asyncio.gather(*seen.values(), return_exceptions=True)
     finally:
+        pending = [t for t in seen.values() if not t.done()]  # cancelled mid-browse: the lookups end too
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
         await browser.async_cancel()
         await zc.async_close()
     out = [r for r in results if isinstance(r, dict)]

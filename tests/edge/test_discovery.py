@@ -164,3 +164,27 @@ async def test_an_unknown_interface_leaves_the_daemon_running_without_advertisin
 async def test_edge_discover_names_an_unknown_interface() -> None:
     code, _, err = await run(str(EDGE_BIN), "discover", "--interface", "nosuch0", "--timeout", "0.5")
     assert code == 2 and "no network interface or address 'nosuch0'" in err
+
+
+async def test_a_cancelled_browse_leaves_no_resolution_running(modbus_service: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping a scan (the TUI quitting mid-scan) ends the lookups it started, not only the browser."""
+    from edge import discovery
+
+    resolving, ended = asyncio.Event(), asyncio.Event()
+
+    async def slow_request(self: AsyncServiceInfo, zc: object, timeout: float) -> bool:
+        resolving.set()
+        try:
+            await asyncio.sleep(60)  # a service that does not answer its SRV/TXT queries
+        finally:
+            ended.set()
+        return False
+
+    monkeypatch.setattr(discovery.AsyncServiceInfo, "async_request", slow_request)
+    scan = asyncio.create_task(discovery.browse(60, [LOOPBACK]))
+    await asyncio.wait_for(resolving.wait(), 10)
+    scan.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await scan
+    await asyncio.wait_for(ended.wait(), 5)
