@@ -191,6 +191,34 @@ def test_daemon_serves_the_pull_api(box: Container) -> None:
     assert status == 401  # every endpoint but health wants the token
 
 
+SINK_WITH_SECRET = """
+[[sink]]
+name = "cloud"
+type = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+username = "site"
+password = "secret:mqtt"
+"""
+
+
+def test_a_secret_set_by_root_is_read_by_the_service(box: Container) -> None:
+    """`sudo edge secrets set` on the appliance; the daemon (user edge) decrypts it, the disk has no clear text."""
+    _require_notify()
+    _use_config(box, CONFIG + SINK_WITH_SECRET, None)
+    assert box.run("systemctl", "is-active", "edge.service", check=False).stdout.strip() != "active"
+    journal = box.run("journalctl", "-u", "edge", "--no-pager", "-n", "30", check=False).stdout
+    assert "'mqtt'" in journal and "edge secrets set" in journal
+    password = "correct-horse-battery-staple"
+    r = box.run("/usr/bin/edge", "secrets", "set", "mqtt", input=password + "\n", check=False)
+    assert r.returncode == 0, r.stderr
+    uid = int(box.run("id", "-u", "edge").stdout)
+    for name in ("secrets.json", "secrets.key"):
+        f = box.root / "var/lib/edge" / name
+        assert f.stat().st_uid == uid and password.encode() not in f.read_bytes()
+    box.run("systemctl", "restart", "edge.service", check=False)
+    _wait_active(box)
+
+
 def test_stalled_pipeline_is_restarted_by_the_watchdog(box: Container) -> None:
     _require_notify()
     if STALL_ENV not in _daemon_source():
