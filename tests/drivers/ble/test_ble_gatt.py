@@ -120,10 +120,12 @@ async def test_device_that_disappears_and_returns(bluez: FakeBluez, sink: Stored
         await wait_until(lambda: sink.bad("roaming"), what="bad readings after the link drops")
         assert drv.status.state == "down"
         bluez.set_value(paths[TEMPERATURE], (4000).to_bytes(2, "little"))
-        await asyncio.sleep(0.3)  # connection attempts fail while it is away (backoff, bad readings)
+        await wait_until(lambda: any("Host is down" in (r.error or "") for r in sink.bad("roaming")),
+                         what="a connection attempt failing with BlueZ's reason while it is away")
         bluez.come_back(MAC)
-        await wait_until(lambda: 4000 in sink.good("roaming", "temperature"), what="readings after return",
-                         timeout=8.0)
+        async with running(keep_advertising(bluez, [MAC])):  # back in range, it advertises again
+            await wait_until(lambda: 4000 in sink.good("roaming", "temperature"), what="readings after return",
+                             timeout=8.0)
         assert drv.status.reconnects >= 1 and drv.status.state == "up"
     errors = {r.error for r in sink.bad("roaming")}
     assert "disconnected" in errors
