@@ -28,7 +28,9 @@ def _scalar(value: Any, vt: ua.VariantType) -> Any:
             raise ValueError(f"expected true or false, found {value!r}")
         return value
     if vt in _INT_RANGES:
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not value.is_integer()  # also ±inf (int() would raise OverflowError)
+        ):
             raise ValueError(f"expected an integer for {vt.name}, found {value!r}")
         lo, hi = _INT_RANGES[vt]
         if not lo <= int(value) <= hi:

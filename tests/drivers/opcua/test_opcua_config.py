@@ -16,6 +16,7 @@ from drivers.opcua.paths import resolve_pki_dir
 from drivers.opcua.session import DeviceSession
 from drivers.opcua.subscription import SubscriptionFeed
 from drivers.opcua.values import ReadingMaker, plain_value, quality_of, status_name
+from drivers.opcua.writing import to_variant
 from edge.pipeline import Pipeline
 from edge.reading import Reading
 
@@ -126,3 +127,11 @@ async def test_stopping_the_subscription_pump_is_never_lost(ticks: int) -> None:
             await waiting
     else:  # it had returned the batch already
         assert [r.value for r in waiting.result()] == [1.0]
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1.5, "7", True])
+def test_a_write_that_is_no_integer_is_refused_with_a_reason(value: Any) -> None:
+    """Values the API lets through (JSON's 1e999 is inf) must become a WriteError's reason, not an OverflowError."""
+    with pytest.raises(ValueError, match="expected an integer for Int32"):
+        to_variant(value, ua.VariantType.Int32, False)
+    assert to_variant(7.0, ua.VariantType.Int32, False).Value == 7
