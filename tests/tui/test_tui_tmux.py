@@ -68,7 +68,9 @@ def test_edge_tui_in_a_terminal_against_edge_demo(demo: Path, terminal: Terminal
     for point in ("sine", "ramp", "walk", "step"):
         assert f" {point} " in device
 
-    terminal.keys("Escape", "e")
+    terminal.keys("Escape")  # then wait: read together with the next key (a busy app) it would be Alt+e
+    terminal.wait_for(lambda s: "trend of sine" not in s and "Sinks" in s, "the overview again")
+    terminal.keys("e")
     terminal.wait_for(lambda s: "Events (newest first)" in s and "started" in s, "the event log")
 
     terminal.keys("r")
