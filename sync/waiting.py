@@ -10,7 +10,11 @@ async def wait_done(fut: asyncio.Future[Any], timeout: float) -> bool:
     """Wait until fut is done or timeout seconds passed; whether it is done. Cancelling the caller cancels fut."""
     if fut.done():
         return True
-    done, _ = await asyncio.wait({fut}, timeout=max(0.0, timeout))
+    try:
+        done, _ = await asyncio.wait({fut}, timeout=max(0.0, timeout))
+    except asyncio.CancelledError:
+        fut.cancel()  # asyncio.wait() itself leaves it running
+        raise
     return bool(done)
 
 

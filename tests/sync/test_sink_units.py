@@ -166,3 +166,17 @@ def test_mqtt_config_defaults() -> None:
 def test_http_config_refuses(keys: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         HttpSinkConfig(**{"name": "c", "type": "http", "url": "http://h/in", **keys})
+
+
+async def test_wait_done_cancelled_cancels_what_it_waits_for() -> None:
+    """As its docstring says: close()'s final cursor write must not outlive a close() that was cut short."""
+    from sync.waiting import wait_done
+
+    work = asyncio.ensure_future(asyncio.sleep(60))
+    waiting = asyncio.ensure_future(wait_done(work, 30))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(work, 1)
