@@ -156,15 +156,17 @@ class Advertiser:
         zc, self._zc = self._zc, None
         if zc is None:
             return
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        else:
+        try:
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task})  # unlike awaiting it, keeps a cancellation of stop() itself
+            else:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(UNREGISTER_TIMEOUT):
+                        await (await zc.async_unregister_service(self.info))
+        finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(await zc.async_unregister_service(self.info), UNREGISTER_TIMEOUT)
-        with contextlib.suppress(Exception):
-            await zc.async_close()
+                await zc.async_close()
 
 
 def _service_label(service_type: str) -> str:

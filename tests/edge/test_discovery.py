@@ -188,3 +188,25 @@ async def test_a_cancelled_browse_leaves_no_resolution_running(modbus_service: s
     with pytest.raises(asyncio.CancelledError):
         await scan
     await asyncio.wait_for(ended.wait(), 5)
+
+
+async def test_stopping_the_advertiser_keeps_a_cancellation(tmp_path: Path) -> None:
+    """A daemon stop that is itself cut short (its 5 s bound) must not be swallowed by the advertiser's stop."""
+    from edge import discovery
+
+    advertiser = discovery.Advertiser(edge_id="x", version="0", port=1, interfaces=[LOOPBACK])
+    advertiser._zc = AsyncZeroconf(interfaces=[LOOPBACK], ip_version=IPVersion.V4Only)
+
+    async def slow_registration() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.sleep(0.5)  # probing takes its time to wind down
+
+    advertiser._task = asyncio.ensure_future(slow_registration())
+    await asyncio.sleep(0)
+    stopping = asyncio.ensure_future(advertiser.stop())
+    await asyncio.sleep(0.1)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
