@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from edge.reading import GOOD, Reading
@@ -59,9 +59,6 @@ class PayloadEncoder:
             append(f'{{"seq":{r.seq},{frag[0]},"ts":"{second_text}.{msec:03d}Z","value":{value}{tail}}}')
         self._clock = (second, second_text)
         return self._head + ",".join(parts).encode() + b"]}"
-
-    def encode_many(self, batches: Iterable[Sequence[Reading]]) -> list[bytes]:
-        return [self.encode(b) for b in batches]
 
     @staticmethod
     def _odd_tail(r: Reading, tail: str) -> str:

@@ -50,15 +50,6 @@ def explain(error: BaseException, adapter: str | None = None) -> str:
     return text
 
 
-def is_unavailable(error: BaseException) -> bool:
-    """True when the failure is about Bluetooth as a whole (bus, BlueZ, adapter, permission), not one device."""
-    if isinstance(error, BleUnavailable | PermissionError | FileNotFoundError | ConnectionRefusedError):
-        return True
-    message = explain(error)
-    return message.startswith(("permission denied", "D-Bus system bus", "BlueZ is not running",
-                               "no Bluetooth adapter", "Bluetooth adapter"))
-
-
 def device_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "this device failed now" (bleak/D-Bus errors, timeouts, a dropped socket)."""
     from bleak.exc import BleakError
