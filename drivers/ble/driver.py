@@ -77,12 +77,16 @@ class BleAdvertisementDriver(Driver):
         if not self.config.point:
             for key, value in values.items():
                 out.append(Reading(self.name, key, value, ts, GOOD, None, units.get(key)))
-            self._seen_names = list(values)
+            for key, why in decoded.invalid.items():
+                out.append(Reading.bad(self.name, key, why, ts))
+            self._seen_names = list(values) + list(decoded.invalid)
             return out
         for p in _points(self.ble):
             key = p.source_field
             if key in values:
                 out.append(Reading(self.name, p.name, values[key], ts, GOOD, None, p.unit or units.get(key)))
+            elif key in decoded.invalid:
+                out.append(Reading.bad(self.name, p.name, decoded.invalid[key], ts, p.unit))
             elif decoded.error:
                 out.append(Reading.bad(self.name, p.name, decoded.error, ts, p.unit))
         return out

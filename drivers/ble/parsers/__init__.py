@@ -29,3 +29,4 @@ class Decoded:
     units: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     encrypted: bool = False
+    invalid: dict[str, str] = field(default_factory=dict)  # fields the payload marks as having no value → why

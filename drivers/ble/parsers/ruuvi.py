@@ -25,6 +25,7 @@ INVALID_BATTERY: Final = 0x7FF
 INVALID_TX: Final = 0x1F
 INVALID_U8: Final = 0xFF
 INVALID_MAC: Final = b"\xff" * 6
+INVALID_REASON: Final = "invalid: the sensor sent its 'not available' value"
 
 UNITS: Final = {
     "temperature": "degC", "humidity": "%", "pressure": "Pa", "acceleration_x": "g", "acceleration_y": "g",
@@ -45,31 +46,36 @@ def _u16(data: bytes, pos: int) -> int:
 
 
 def parse_rawv2(data: bytes) -> Decoded:
-    """Values of a data format 5 payload (starting at the format byte); invalid fields are left out."""
+    """Values of a data format 5 payload (starting at the format byte); fields sent as "invalid" are in `invalid`."""
     if len(data) < RAWV2_LEN:
         return Decoded(FORMAT, error=f"RAWv2 payload has {len(data)} bytes, expected {RAWV2_LEN}")
     values: dict[str, Any] = {}
-    if (t := _i16(data, 1)) != INVALID_I16:
-        values["temperature"] = round(t * TEMPERATURE_STEP, 3)
-    if (h := _u16(data, 3)) != INVALID_U16:
-        values["humidity"] = round(h * HUMIDITY_STEP, 4)
-    if (p := _u16(data, 5)) != INVALID_U16:
-        values["pressure"] = p + PRESSURE_BASE
+    invalid: dict[str, str] = {}
+
+    def put(name: str, raw: int | bytes, marker: int | bytes, value: Any) -> None:
+        if raw == marker:
+            invalid[name] = INVALID_REASON
+        else:
+            values[name] = value
+
+    t = _i16(data, 1)
+    put("temperature", t, INVALID_I16, round(t * TEMPERATURE_STEP, 3))
+    h = _u16(data, 3)
+    put("humidity", h, INVALID_U16, round(h * HUMIDITY_STEP, 4))
+    p = _u16(data, 5)
+    put("pressure", p, INVALID_U16, p + PRESSURE_BASE)
     for axis, pos in (("x", 7), ("y", 9), ("z", 11)):
-        if (a := _i16(data, pos)) != INVALID_I16:
-            values[f"acceleration_{axis}"] = round(a * ACCELERATION_STEP, 3)
+        a = _i16(data, pos)
+        put(f"acceleration_{axis}", a, INVALID_I16, round(a * ACCELERATION_STEP, 3))
     power = _u16(data, 13)
-    if (battery := power >> 5) != INVALID_BATTERY:
-        values["battery_voltage"] = battery + BATTERY_BASE_MV
-    if (tx := power & 0x1F) != INVALID_TX:
-        values["tx_power"] = TX_POWER_BASE + tx * TX_POWER_STEP
-    if (movement := data[15]) != INVALID_U8:
-        values["movement_counter"] = movement
-    if (sequence := _u16(data, 16)) != INVALID_U16:
-        values["measurement_sequence"] = sequence
-    if (mac := data[18:24]) != INVALID_MAC:
-        values["mac"] = ":".join(f"{b:02X}" for b in mac)
-    return Decoded(FORMAT, values, {k: u for k, u in UNITS.items() if k in values})
+    put("battery_voltage", power >> 5, INVALID_BATTERY, (power >> 5) + BATTERY_BASE_MV)
+    put("tx_power", power & 0x1F, INVALID_TX, TX_POWER_BASE + (power & 0x1F) * TX_POWER_STEP)
+    put("movement_counter", data[15], INVALID_U8, data[15])
+    sequence = _u16(data, 16)
+    put("measurement_sequence", sequence, INVALID_U16, sequence)
+    mac = data[18:24]
+    put("mac", mac, INVALID_MAC, ":".join(f"{b:02X}" for b in mac))
+    return Decoded(FORMAT, values, {k: u for k, u in UNITS.items() if k in values}, invalid=invalid)
 
 
 def parse_ruuvi(advert: Advert) -> Decoded | None:

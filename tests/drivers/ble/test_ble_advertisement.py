@@ -148,3 +148,20 @@ async def test_scan_recovers_when_bluez_restarts(bluez: FakeBluez, system_bus, s
                 await wait_until(lambda: len(sink.good("tag", "temperature")) > count, what="readings again")
         finally:
             restarted.stop()
+
+
+def test_a_field_the_sensor_marks_invalid_is_a_bad_reading_not_silence() -> None:
+    """A Ruuvi tag with a failed humidity sensor sends 0xFFFF: the configured point must say so every advert."""
+    from drivers.ble.parsers import Advert
+    from drivers.ble.parsers.ruuvi import parse_ruuvi
+
+    payload = bytearray(RUUVI_VECTOR)
+    payload[3:5] = b"\xff\xff"  # humidity: "not available"
+    advert = Advert(RUUVI_MAC, manufacturer_data={0x0499: bytes(payload)})
+    drv = make_driver(name="cold-room", address=RUUVI_MAC, format="ruuvi",
+                      point=[{"name": "temperature"}, {"name": "humidity"}])
+    decoded = parse_ruuvi(advert)
+    assert decoded is not None
+    readings = {r.point: r for r in drv.readings(advert, decoded, 1.0)}  # type: ignore[attr-defined]
+    assert readings["temperature"].value == 24.3
+    assert readings["humidity"].quality == "bad" and "invalid" in (readings["humidity"].error or "")

@@ -10,7 +10,7 @@ from drivers.ble.fields import FieldError, decode_field, encode_field
 from drivers.ble.parsers import Advert
 from drivers.ble.parsers.bthome import SERVICE_UUID, encrypt, parse_bthome, parse_objects
 from drivers.ble.parsers.raw import RawField, parse_raw
-from drivers.ble.parsers.ruuvi import COMPANY_ID, parse_ruuvi
+from drivers.ble.parsers.ruuvi import COMPANY_ID, FIELD_NAMES, parse_ruuvi
 
 MAC = "54:48:E6:8F:80:A5"  # the address of the bthome.io encryption example
 BINDKEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
@@ -61,6 +61,7 @@ def test_ruuvi_minimum_vector() -> None:
 def test_ruuvi_invalid_vector_leaves_every_field_out() -> None:
     d = parse_ruuvi(ruuvi("058000FFFFFFFF800080008000FFFFFFFFFFFFFFFFFFFFFF"))
     assert d is not None and d.values == {} and d.error is None
+    assert set(d.invalid) == FIELD_NAMES  # each one named, for a bad reading instead of silence
 
 
 def test_ruuvi_other_format_and_short_payloads_are_errors() -> None:
