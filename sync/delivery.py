@@ -36,7 +36,7 @@ from sync.waiting import wait_done
 from sync.window import AckWindow, OutMessage
 
 if TYPE_CHECKING:
-    from edge.store import Store
+    from edge.store import DeadLetter, Store
 
 log = logging.getLogger("edge.sync")
 
@@ -284,6 +284,12 @@ class DeliverySink(Sink):
         log.error("sink %s: seq %d..%d (%d readings) refused and dead-lettered: %s", self.name,
                   message.first_seq, message.last_seq, message.count, error)
         window.ack(message)
+
+    def replayed(self, dead_letter: DeadLetter) -> None:
+        """A dead letter was delivered by replay(): one fewer in the stats (its caller deletes the row)."""
+        self.dead_letters = max(0, self.dead_letters - 1)
+        log.info("sink %s: dead letter %d (seq %d..%d) replayed", self.name, dead_letter.id,
+                 dead_letter.first_seq, dead_letter.last_seq)
 
     async def close(self) -> None:
         """Write the last acked position (the transport closes its connection in its own close())."""

@@ -147,7 +147,7 @@ class HttpSink(DeliverySink):
     # -- replay and close -----------------------------------------------------------------------------
 
     async def replay(self, dead_letter: DeadLetter) -> None:
-        """POST a dead letter's stored payload once more; remove it from the table on a 2xx."""
+        """POST a dead letter's stored payload once more (the caller removes it from the table on success)."""
         session = self._session
         own = session is None
         if session is None:
@@ -164,7 +164,4 @@ class HttpSink(DeliverySink):
         if not 200 <= status < 300:
             raise RuntimeError(f"sink {self.name}: replay of dead letter {dead_letter.id} got HTTP {status}"
                                f"{': ' + text if text else ''}")
-        await self.store.delete_dead_letter(dead_letter.id)
-        self.dead_letters = max(0, self.dead_letters - 1)
-        log.info("sink %s: dead letter %d (seq %d..%d) replayed", self.name, dead_letter.id,
-                 dead_letter.first_seq, dead_letter.last_seq)
+        self.replayed(dead_letter)

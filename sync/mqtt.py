@@ -144,7 +144,7 @@ class MqttSink(DeliverySink):
             await link.close(status=True)
 
     async def replay(self, dead_letter: DeadLetter) -> None:
-        """Publish a dead letter's stored payload again; remove it from the table once PUBACKed."""
+        """Publish a dead letter's stored payload again (the caller removes it from the table once PUBACKed)."""
         link = self.link
         if link is None or not link.connected:
             raise RuntimeError(f"sink {self.name}: not connected to {self.config.url}; cannot replay now")
@@ -165,7 +165,4 @@ class MqttSink(DeliverySink):
             self._waiters.pop(mid, None)
         if code >= REASON_FAILURE:
             raise RuntimeError(f"sink {self.name}: broker refused dead letter {dead_letter.id} again: {reason}")
-        await self.store.delete_dead_letter(dead_letter.id)
-        self.dead_letters = max(0, self.dead_letters - 1)
-        log.info("sink %s: dead letter %d (seq %d..%d) replayed", self.name, dead_letter.id,
-                 dead_letter.first_seq, dead_letter.last_seq)
+        self.replayed(dead_letter)

@@ -117,7 +117,7 @@ async def test_400_dead_letters_the_batch_moves_on_and_replay_delivers(
     await sink.replay(dl)
     assert receiver.requests[-1].headers["Idempotency-Key"] == f"{EDGE}-{seqs[100]}-{seqs[199]}"
     assert sorted(receiver.delivered()) == seqs
-    assert store.dead_letters_sync(sink="erp") == []
+    assert len(store.dead_letters_sync(sink="erp")) == 1  # the API's replay deletes it, once, after this
     assert sink.stats()["dead_letters"] == 0
 
 

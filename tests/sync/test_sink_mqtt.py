@@ -190,7 +190,7 @@ async def test_refused_publish_is_dead_lettered_and_replay_delivers(
         for d in dead:
             await replay_once_allowed(sink, d)
         assert not await asyncio.to_thread(sub.wait_for, set(seqs), 5)
-        assert store.dead_letters_sync(sink="cloud") == [] and sink.stats()["dead_letters"] == 0
+        assert sink.stats()["dead_letters"] == 0  # the API's replay deletes the rows, once, after this
     finally:
         await runner.stop(sink)
         sub.close()
