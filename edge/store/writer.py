@@ -45,6 +45,10 @@ FULL_DROP_ROUNDS = 8  # drop-oldest-and-retry rounds for one batch before its re
 FULL_DROP_FRACTION = 20  # each drop takes at least 1/20 of the held readings (and at least the batch's room)
 ROW_BYTES_GUESS = 64  # bytes per stored reading before there are rows to measure
 URGENT_OPS = frozenset({"flush", "close", "maintain"})  # commands that commit the batch at once
+# Readings without an error are inserted with the error column as a NULL literal: binding None costs the
+# sqlite3 module an adapter lookup (~0.4 us a row on 3.11, a third of the whole insert).
+INSERT_PLAIN = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, NULL)"
+INSERT_WITH_ERROR = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)"
 TAIL_READINGS = 10_000  # newest committed readings kept in memory (~1.5 MB), so sinks read them without SQLite
 
 
@@ -376,6 +380,7 @@ class Writer:
         q_code = Q_CODE
         rows: list[tuple[Any, ...]] = []
         append = rows.append
+        with_error: list[tuple[Any, ...]] = []
         tail_ok = self._tail_ok
         for r in readings:
             key = (r.device, r.point, r.unit)
@@ -400,12 +405,17 @@ class Writer:
                 tail_ok = False
             seq += 1
             r.seq = seq
-            append((seq, r.ts, sid, v, flags, r.error))
-        self.con.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if r.error is None:
+                append((seq, r.ts, sid, v, flags))
+            else:
+                with_error.append((seq, r.ts, sid, v, flags, r.error))
+        self.con.executemany(INSERT_PLAIN, rows)
+        if with_error:
+            self.con.executemany(INSERT_WITH_ERROR, with_error)
         self._tail_ok = tail_ok
         self.state.last_seq = seq
-        self.count("readings_in", len(rows))
-        return len(rows)
+        self.count("readings_in", len(readings))
+        return len(readings)
 
     def _op_cursor(self, name: str, kind: str, seq: int) -> int:
         seq = max(0, min(seq, self.state.last_seq))
