@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,6 @@ from edge.daemon import Daemon
 from tui.app import EdgeApp
 
 FAST_REFRESH = 0.2  # the TUI's poll period in tests
-WAIT_STEP = 0.05
-WAIT_LIMIT = 10.0
 DEMO_START_LIMIT = 20.0
 EDGE_BIN = Path(sys.executable).with_name("edge")
 
@@ -129,28 +126,6 @@ def make_app(daemon: Daemon, tmp_path: Path) -> Callable[..., EdgeApp]:
         return EdgeApp(client, target="test", **kwargs)
 
     return make
-
-
-async def wait_for(check: Callable[[], Any], pilot: Any = None, limit: float = WAIT_LIMIT) -> Any:
-    """Poll `check` (sync or async) until it returns something truthy; fail after `limit` seconds.
-
-    With a pilot, the failure message includes what the app's header says (errors show there).
-    """
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result
-        if loop.time() > end:
-            seen = f"; header: {pilot.app.sub_title!r}; screen: {pilot.app.screen!r}" if pilot else ""
-            raise AssertionError(f"condition not met within {limit}s: {check.__code__.co_firstlineno}{seen}")
-        if pilot is not None:
-            await pilot.pause(WAIT_STEP)
-        else:
-            await asyncio.sleep(WAIT_STEP)
 
 
 @pytest.fixture

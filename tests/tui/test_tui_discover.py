@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from textual.widgets import DataTable, Input, Select, SelectionList, Static
+from tui_pilot import wait_for
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 

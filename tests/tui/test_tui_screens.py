@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import wait_for
 from textual.widgets import DataTable, Input, Static
+from tui_pilot import wait_for
 
 from edge.daemon import Daemon
 from tui.app import EdgeApp
