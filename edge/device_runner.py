@@ -31,7 +31,6 @@ class DeviceRunner:
         self.store = store
         self.latest: dict[str, Reading] = {}
         self.readings_in = 0
-        self._counted = (0, 0)  # status (polls, poll_errors) after the last publish
 
     @property
     def name(self) -> str:
@@ -65,23 +64,20 @@ class DeviceRunner:
     async def publish(self, readings: list[Reading]) -> None:
         """Pipeline then store; awaiting the store is the backpressure that slows a device down.
 
-        Counts the cycle in the device status unless the driver already did (the Modbus driver counts its
-        own polls and errors; counting them here as well doubled them).
+        Counts the cycle in the device status: the runner owns polls, poll_errors and last_poll; drivers set
+        only state, last_error, reconnects and their extras.
         """
         status = self.driver.status
-        polls, errors = self._counted
-        if status.polls == polls:
-            status.last_poll = time.time()
-            status.polls += 1
+        status.last_poll = time.time()
+        status.polls += 1
         latest = self.latest
         bad = False
         for r in readings:
             if r.quality == BAD:
                 bad = True
             latest[r.point] = r
-        if bad and status.poll_errors == errors:
+        if bad:
             status.poll_errors += 1
-        self._counted = (status.polls, status.poll_errors)
         out = self.pipeline.process(readings, self.driver.name)
         self.readings_in += len(out)
         await self.store.append(out)

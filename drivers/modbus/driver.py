@@ -129,7 +129,6 @@ class ModbusDriver(Driver):
             log.exception("%s: poll failed", self.name)
             self.status.state = DEGRADED
             self.status.last_error = f"internal error: {exc!r}"
-            self.status.poll_errors += 1
             return self.bad_cycle(f"internal error: {exc!r}")
 
     async def _poll(self) -> list[Reading]:
@@ -255,9 +254,7 @@ class ModbusDriver(Driver):
         return trouble
 
     def _update_status(self, bus: Bus, readings: list[Reading], any_bad: bool, bus_down: bool) -> None:
-        st = self.status
-        st.polls += 1
-        st.last_poll = time.time()
+        st = self.status  # polls, poll_errors and last_poll are counted by the daemon's DeviceRunner
         st.reconnects = bus.reconnects
         if bus_down:
             st.state = DOWN
@@ -266,7 +263,6 @@ class ModbusDriver(Driver):
         else:
             st.state = UP
         if any_bad:
-            st.poll_errors += 1
             st.last_error = next((r.error for r in readings if r.error), None)
         st.extra["bus_state"] = bus.state
         st.extra["unit_responding"] = self.health.responding

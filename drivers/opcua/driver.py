@@ -201,9 +201,7 @@ class OpcuaSubscribeDriver(_OpcuaDriver):
         while True:
             batch = await feed.next_batch(WATCH_TICK, PUBLISH_BATCH_MAX)
             if batch:
-                self.status.polls += 1
-                self.status.last_poll = time.time()
-                await publish(batch)
+                await publish(batch)  # the daemon's DeviceRunner counts it in the device status
             self.session.check()
             if feed.silent():
                 await feed.rebuild()

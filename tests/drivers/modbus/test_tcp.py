@@ -83,7 +83,7 @@ async def test_exception_nan_and_decode_errors_give_bad_or_uncertain(sim: Simula
     assert readings["missing"].quality == BAD and readings["missing"].value is None
     assert "exception 2 (illegal data address)" in readings["missing"].error
     assert readings["ok"].quality == GOOD
-    assert driver.status.state == DEGRADED and driver.status.poll_errors == 1
+    assert driver.status.state == DEGRADED and driver.status.last_error
 
 
 async def test_writes_encode_inverse_scale_and_read_back(sim: SimulatorServer) -> None:
