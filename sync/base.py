@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import fnmatch
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +15,16 @@ from edge.quantities import ByteSize, Duration
 if TYPE_CHECKING:
     from edge.reading import Reading
     from edge.store import DeadLetter, Store
+
+
+def check_no_credentials(url: str) -> str:
+    """The url, refused when it carries user:password (logged and shown with every connection error)."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        safe = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ValueError(f"expected no credentials in the url, found some in {safe!r} (with the user part "
+                         "hidden): use the username and password keys")
+    return url
 
 
 class SinkConfig(BaseModel):

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from edge.quantities import Duration
-from sync.base import SinkConfig
+from sync.base import SinkConfig, check_no_credentials
 from sync.defaults import BACKOFF_MIN, HTTP_RETRY_AFTER_MAX, HTTP_RETRY_MAX, HTTP_TIMEOUT, INFLIGHT
 from sync.tls import TlsKeys
 
@@ -35,7 +35,7 @@ class HttpSinkConfig(SinkConfig, TlsKeys):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected http://host/path or https://host/path, found {value!r}")
-        return value
+        return check_no_credentials(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> HttpSinkConfig:

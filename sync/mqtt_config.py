@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from edge.quantities import Duration
-from sync.base import SinkConfig
+from sync.base import SinkConfig, check_no_credentials
 from sync.defaults import (
     BACKOFF_MAX,
     BACKOFF_MIN,
@@ -68,7 +68,7 @@ class MqttSinkConfig(SinkConfig, TlsKeys):
             parts.port  # noqa: B018 - validates the port
         except ValueError:
             raise ValueError(f"expected a port 1-65535 in the url, found {value!r}") from None
-        return value
+        return check_no_credentials(value)
 
     @field_validator("qos")
     @classmethod

@@ -9,6 +9,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from edge.reading import Reading
 from sync.http_config import HttpSinkConfig
@@ -180,3 +181,12 @@ async def test_wait_done_cancelled_cancels_what_it_waits_for() -> None:
         await waiting
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(work, 1)
+
+
+@pytest.mark.parametrize(("model", "url"), [(MqttSinkConfig, "mqtts://edge:s3cret@broker:8883"),
+                                            (HttpSinkConfig, "https://edge:s3cret@erp.example/in")])
+def test_credentials_in_the_url_are_refused_without_echoing_them(model: type, url: str) -> None:
+    """They would be logged and shown in /v1/stats with every connection error; the keys are not."""
+    with pytest.raises(ValidationError, match="username and password") as refused:
+        model(name="c", type=model.model_fields["type"].annotation.__args__[0], url=url)
+    assert all("s3cret" not in e["msg"] for e in refused.value.errors())  # what `edge check` prints
