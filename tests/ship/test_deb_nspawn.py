@@ -51,6 +51,7 @@ interval = "200ms"
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(BUILD_TIMEOUT_S + 600),  # the first test also pays for the .deb and the root
     pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root"),
     pytest.mark.skipif(bool(missing_tools()), reason=f"missing tools: {missing_tools()}"),
 ]

@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT_S = 3600
+STOP_TIMEOUT_S = 60
 TOOL_TIMEOUT_S = 120
 SECTOR = 512
 MBR_TABLE_OFFSET = 446
@@ -26,6 +27,7 @@ BOOTABLE = 0x80
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(BUILD_TIMEOUT_S + 900),  # the first test also pays for the build
     pytest.mark.skipif(os.environ.get("EDGE_TEST_IMAGE") != "1",
                        reason="set EDGE_TEST_IMAGE=1 to build the arm64 image (several minutes)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="image/build needs root"),
@@ -40,10 +42,16 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if given:
         return Path(given)
     out = tmp_path_factory.mktemp("image")
-    r = subprocess.run([str(REPO / "image" / "build"), "--out", str(out)], capture_output=True, text=True,
-                       timeout=BUILD_TIMEOUT_S)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return Path(r.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([str(REPO / "image" / "build"), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=BUILD_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:  # timed out or interrupted: TERM lets image/build clean up its mounts
+            proc.terminate()
+            proc.wait(STOP_TIMEOUT_S)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return Path(stdout.strip().splitlines()[-1])
 
 
 def _partitions(image: Path) -> list[tuple[int, int, int, int]]:
