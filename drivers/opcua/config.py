@@ -99,6 +99,10 @@ class OpcuaDevice(DeviceConfig):
     def _url_scheme(cls, v: str) -> str:
         if not v.startswith("opc.tcp://"):
             raise ValueError(f"expected an opc.tcp:// URL, found {v!r}")
+        host = v[len("opc.tcp://") :].partition("/")[0]
+        if "@" in host:  # asyncua would log in with it, and the url is in every log line about the session
+            raise ValueError(f"expected no credentials in the url, found some in 'opc.tcp://{host.rpartition('@')[2]}' "
+                             "(with the user part hidden): use the username and password keys")
         return v
 
     @field_validator("security")

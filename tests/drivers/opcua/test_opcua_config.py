@@ -135,3 +135,10 @@ def test_a_write_that_is_no_integer_is_refused_with_a_reason(value: Any) -> None
     with pytest.raises(ValueError, match="expected an integer for Int32"):
         to_variant(value, ua.VariantType.Int32, False)
     assert to_variant(7.0, ua.VariantType.Int32, False).Value == 7
+
+
+def test_credentials_in_the_url_are_refused_without_echoing_them() -> None:
+    """asyncua would log in with them, and the url is in every log line and error about the session."""
+    with pytest.raises(ValidationError, match="username and password") as refused:
+        dev(url="opc.tcp://operator:s3cret@plc:4840")
+    assert all("s3cret" not in e["msg"] for e in refused.value.errors())
