@@ -192,6 +192,42 @@ def test_daemon_serves_the_pull_api(box: Container) -> None:
     assert status == 401  # every endpoint but health wants the token
 
 
+def _token(c: Container) -> str:
+    lines = (c.root / "var/lib/edge/tokens").read_text().splitlines()
+    return next(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_signed_pages_verify_with_the_appliances_public_key(box: Container) -> None:
+    """[api] sign = true: a central system checks a pulled page with the key `edge keys show` prints."""
+    _require_notify()
+    _use_config(box, CONFIG.replace("[api]\n", "[api]\nsign = true\n"), None)
+    _wait_active(box)
+    public = json.loads(box.run("/usr/bin/edge", "keys", "show", "--json").stdout)["public_key"]
+    code = (
+        "import sys,urllib.request\n"
+        f"req = urllib.request.Request({API + '/v1/readings?after=0&limit=50'!r}, "
+        "headers={'Authorization': 'Bearer ' + sys.argv[1]})\n"
+        f"print(urllib.request.urlopen(req, timeout={HTTP_TIMEOUT_S}).read().decode())\n"
+    )
+    deadline = time.monotonic() + READINGS_TIMEOUT_S
+    while True:
+        r = box.host_in_netns(sys.executable, "-c", code, _token(box))
+        page = json.loads(r.stdout) if r.returncode == 0 else {}
+        if page.get("readings"):
+            break
+        assert time.monotonic() < deadline, r.stderr or r.stdout
+        time.sleep(POLL_S)
+    assert page["sig"]["alg"] == "ed25519"
+    from edge.signing import verify_payload
+
+    assert verify_payload(page, public)
+    ok = box.run("/usr/bin/edge", "verify", "--key", public, input=json.dumps(page), check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    page["readings"][0]["seq"] += 1
+    bad = box.run("/usr/bin/edge", "verify", "--key", public, input=json.dumps(page), check=False)
+    assert bad.returncode == 1 and "INVALID" in bad.stderr
+
+
 SINK_WITH_SECRET = """
 [[sink]]
 name = "cloud"
