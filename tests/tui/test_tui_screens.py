@@ -230,3 +230,21 @@ async def test_r_writes_the_site_report(make_app: Callable[..., EdgeApp], tmp_pa
                    "## Sinks", "| web | http |", "## Store", "edge version: 0.1.0",
                    "## Versions", "- edge (the daemon): 0.1.0", "textual 8."):
         assert needle in report, needle
+
+
+async def test_secrets_in_the_config_form_are_masked(make_app: Callable[..., EdgeApp], daemon: Daemon) -> None:
+    """A sink token or password is not shown on the technician's screen (or in a screenshot of it)."""
+    path = daemon.config.source
+    path.write_text(path.read_text().replace('type = "http"\n', 'type = "http"\ntoken = "t0ps3cret"\n'))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        screen = app.screen
+        assert isinstance(screen, ConfigScreen)
+        tables = screen.query_one("#tables", DataTable)
+        await wait_for(lambda: tables.row_count >= 7, pilot)
+        tables.move_cursor(row=next(i for i, e in enumerate(screen.entries) if e[:2] == ("sink", "web")))
+        await wait_for(lambda: screen.query("#field-token"), pilot)
+        token = screen.query_one("#field-token", Input)
+        assert token.value == "t0ps3cret" and token.password
+        assert not screen.query_one("#field-url", Input).password

@@ -14,6 +14,7 @@ from tui import config_edit
 from tui.screens.base import EdgeScreen
 
 READ_ONLY_KEYS = frozenset({"name", "driver", "type"})  # identity keys: change them by adding a new table
+SECRET_KEYS = frozenset({"password", "token", "bindkey"})  # shown masked in the form (still editable)
 
 
 class ConfigScreen(EdgeScreen):
@@ -97,7 +98,7 @@ class ConfigScreen(EdgeScreen):
         kind, name, values = entry
         fields: list[Any] = [Label(f"[b]{escape('[' + name + ']' if kind == 'section' else kind + ' ' + name)}[/]")]
         for key, value in values.items():
-            field_input = Input(config_edit.value_text(value), id=f"field-{key}",
+            field_input = Input(config_edit.value_text(value), id=f"field-{key}", password=key in SECRET_KEYS,
                                 disabled=kind != "section" and key in READ_ONLY_KEYS)
             fields.append(Horizontal(Label(key), field_input, classes="field"))
         if not values:
