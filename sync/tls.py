@@ -27,12 +27,10 @@ class TlsKeys(BaseModel):
 
 def ssl_context(keys: TlsKeys, sink: str) -> ssl.SSLContext:
     """A client SSL context per the keys; raises OSError/ssl.SSLError naming the file that failed."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if keys.ca_file:
-        try:
-            ctx.load_verify_locations(cafile=keys.ca_file)
-        except (OSError, ssl.SSLError) as e:
-            raise OSError(f"sink {sink}: cannot load ca_file {keys.ca_file}: {e}") from e
+    try:  # given a cafile, create_default_context() trusts it alone, not the system's CAs as well
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=keys.ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise OSError(f"sink {sink}: cannot load ca_file {keys.ca_file}: {e}") from e
     if keys.cert_file:
         try:
             ctx.load_cert_chain(keys.cert_file, keys.key_file)

@@ -99,3 +99,20 @@ async def test_https_mutual_tls(store: Store, pki: Pki, runner: SinkRunner, tmp_
         await eventually(lambda: receiver.delivered() == seqs)
     finally:
         await receiver.stop()
+
+
+async def test_ca_file_is_the_only_trust_not_an_addition_to_the_system_cas(
+        store: Store, pki: Pki, runner: SinkRunner, tmp_path: Path, monkeypatch: Any) -> None:
+    """ca_file names the CAs that may sign the server's certificate: one the system trusts is not enough."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))  # the system store trusts the server's CA...
+    receiver = await Receiver(_server_context(pki, client_cert=False)).start()
+    try:
+        await fill(store, 20)
+        s = sink(store, tmp_path, type="http", url=receiver.url, ca_file=str(pki.other_ca), retry_min="50ms",
+                 retry_max="200ms")  # ...but the sink was told to trust only other_ca
+        runner.start(s)
+        await eventually(lambda: s.stats()["retries"] >= 2)
+        assert "certificate verif" in s.stats()["last_error"]
+        assert store.cursor_sync("s") == 0 and receiver.requests == []
+    finally:
+        await receiver.stop()
