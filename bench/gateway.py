@@ -405,11 +405,14 @@ def report(args: argparse.Namespace, t: Tally, f: dict[str, Any]) -> None:
     devices, registers, interval = args.devices, args.registers, args.interval
     asked, window = f["asked"], f["window"]
     wall0, wall1 = f["wall0"], f["wall1"]
-    # Readings of one read share a ts; a device with more than 125 registers makes several reads per poll,
-    # each with its own ts a few ms apart. A poll cycle is therefore a device's run of ts within interval/2.
+    # Readings of one read request share a ts. A device of more than 125 registers makes several reads per
+    # poll, a few ms apart, each with its own ts: a poll cycle is a device's run of ts whose points do not
+    # overlap, within half an interval. Two polls always overlap (same points), so they never join.
     by_dev: dict[str, list[tuple[float, int, int]]] = {}
+    merged = 0  # (device, ts) holding a point twice: readings of two polls under one timestamp
     for (dev, ts_text), (count, mask) in t.polls.items():
         by_dev.setdefault(dev, []).append((parse_ts(ts_text), count, mask))
+        merged += count > mask.bit_count()
     all_cycles: list[list[Any]] = []  # [first ts, readings, point mask]
     delivered = 0  # readings whose ts is in the window
     for items in by_dev.values():
@@ -418,15 +421,14 @@ def report(args: argparse.Namespace, t: Tally, f: dict[str, Any]) -> None:
         for ts, count, mask in items:
             if wall0 <= ts < wall1:
                 delivered += count
-            if current is not None and ts - current[0] < interval / 2:
+            if current is not None and ts - current[0] < interval / 2 and not current[2] & mask:
                 current[1] += count
                 current[2] |= mask
             else:
                 current = [ts, count, mask]
                 all_cycles.append(current)
     full = (1 << registers) - 1
-    merged = sum(1 for c in all_cycles if c[1] > registers)
-    partial = sum(1 for c in all_cycles if c[1] < registers or (c[1] == registers and c[2] != full))
+    partial = sum(1 for c in all_cycles if c[2] != full)
     cycles = sum(1 for c in all_cycles if wall0 <= c[0] < wall1)  # poll cycles of the window at the subscriber
     if args.dump_polls:
         with open(args.dump_polls, "w") as out:
