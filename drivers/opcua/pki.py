@@ -134,9 +134,9 @@ class Pki:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         fd = os.open(self.own_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, KEY_FILE_MODE)
+        os.fchmod(fd, KEY_FILE_MODE)  # before the key is written: an existing file keeps its old mode otherwise
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
-        os.chmod(self.own_key, KEY_FILE_MODE)
         return key
 
     # -- server certificates ---------------------------------------------------------------------

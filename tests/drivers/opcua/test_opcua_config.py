@@ -142,3 +142,23 @@ def test_credentials_in_the_url_are_refused_without_echoing_them() -> None:
     with pytest.raises(ValidationError, match="username and password") as refused:
         dev(url="opc.tcp://operator:s3cret@plc:4840")
     assert all("s3cret" not in e["msg"] for e in refused.value.errors())
+
+
+def test_a_regenerated_key_replaces_a_readable_file_with_a_0600_one(tmp_path: Any) -> None:
+    """An own/key.pem left world-readable that holds no RSA key is rewritten with a new key, as 0600."""
+    import stat
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from drivers.opcua.pki import Pki
+
+    pki = Pki(tmp_path / "pki")
+    pki.own_key.parent.mkdir(parents=True)
+    pki.own_key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    pki.own_key.chmod(0o644)
+    pki.ensure_own_certificate("urn:test:edge")
+    assert stat.S_IMODE(pki.own_key.stat().st_mode) == 0o600
+    key = serialization.load_pem_private_key(pki.own_key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
