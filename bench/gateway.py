@@ -359,6 +359,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         # 4. broker outage
         outage: dict[str, Any] = {}
         if args.outage > 0:
+            dev_o0, mono_o0 = device_totals(edge), time.monotonic()
             broker.stop()
             stopped = time.monotonic()
             time.sleep(args.outage)
@@ -379,6 +380,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                       "online": None if online is None else online - back,
                       "caught_up": caught_up - back, "load": load_average()}
             time.sleep(2.0)
+            dev_o1 = device_totals(edge)
+            outage["overruns"] = dev_o1["overruns"] - dev_o0["overruns"]
+            outage["cycles"] = devices * (time.monotonic() - mono_o0) / interval
 
         # 5. stop the daemon (it drains), then count
         edge.stop()
@@ -475,6 +479,7 @@ def report(args: argparse.Namespace, t: Tally, f: dict[str, Any]) -> None:
             f"returned (bar {BAR_RECONNECT_S:g} s, ThingsBoard {TB_RECONNECT_S:g} s); first unseen readings "
             f"{secs(o['first'])}; live again (newest reading younger than the return) {o['caught_up']:.1f} s; "
             f"seq missing over the whole run: {gaps}",
+            f"  polling meanwhile: {o['overruns']} overruns in {o['cycles']:,.0f} cycles (outage, drain, 2 s after)",
         ]
     lines.append(f"edge exit code {f['edge_rc']}")
     print("\n".join(lines), flush=True)
