@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,6 +24,8 @@ DEFAULT_WATCHDOG_INTERVAL = 1.0
 DEFAULT_RECONNECT_MAX = 5.0
 """Reconnect backoff starts at `RECONNECT_INITIAL` in the driver and doubles up to this."""
 
+MAX_NAMESPACE_INDEX = 0xFFFF  # UInt16 in the binary encoding
+MAX_NUMERIC_ID = 0xFFFFFFFF  # UInt32
 _NODE_ID_RE = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=.+)$", re.DOTALL)
 _BROWSE_ELEMENT_RE = re.compile(r"^(\d+:)?[^/]+$")
 
@@ -43,8 +46,22 @@ class OpcuaPoint(PointConfig):
     @field_validator("node")
     @classmethod
     def _node_id_syntax(cls, v: str | None) -> str | None:
-        if v is not None and not _NODE_ID_RE.match(v):
+        if v is None:
+            return v
+        m = _NODE_ID_RE.match(v)
+        if not m:
             raise ValueError(f"expected a node id like 'ns=2;s=Line1.Temp' or 'ns=3;i=1001', found {v!r}")
+        # within what the binary encoding can carry: else every request with it fails, on every poll
+        namespace, identifier = m.group(1) or "", m.group(2)
+        if namespace.startswith("ns=") and int(namespace[3:-1]) > MAX_NAMESPACE_INDEX:
+            raise ValueError(f"expected a namespace index 0..{MAX_NAMESPACE_INDEX}, found {v!r}")
+        if identifier.startswith("i=") and int(identifier[2:]) > MAX_NUMERIC_ID:
+            raise ValueError(f"expected a numeric identifier 0..{MAX_NUMERIC_ID}, found {v!r}")
+        if identifier.startswith("g="):
+            try:
+                uuid.UUID(identifier[2:])
+            except ValueError:
+                raise ValueError(f"expected a GUID like 09087e75-8e5e-499b-954f-f2a9603db28a, found {v!r}") from None
         return v
 
     @field_validator("browse_path")

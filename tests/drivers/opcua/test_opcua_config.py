@@ -47,6 +47,17 @@ def test_node_ids(node: str) -> None:
     assert OpcuaPoint(name="p", node=node).node == node
 
 
+@pytest.mark.parametrize(("node", "why"), [
+    ("ns=70000;i=1", "namespace index 0..65535"),
+    ("ns=2;i=4294967296", "numeric identifier 0..4294967295"),
+    ("ns=2;g=------------------------------------", "GUID"),
+])
+def test_node_ids_that_no_request_could_carry_are_refused(node: str, why: str) -> None:
+    """They passed `edge check`, then every Read failed to encode and the driver reconnected on each poll."""
+    with pytest.raises(ValidationError, match=why):
+        OpcuaPoint(name="p", node=node)
+
+
 def test_point_address_rules() -> None:
     with pytest.raises(ValidationError, match="node id like"):
         OpcuaPoint(name="p", node="Line1.Temp")
