@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers import registry as driver_registry
-from drivers.base import DISABLED, DeviceConfig, WriteError
+from drivers.base import DISABLED, DeviceConfig, Driver, WriteError
 from edge import __version__
 from edge.config import Config, ConfigError, load_config
 from edge.device_runner import DeviceRunner
@@ -164,16 +164,13 @@ class Daemon:
         if self.liveness is not None:
             self.liveness.stopping()
         await self.supervisor.stop_all(TASK_STOP_TIMEOUT)
-        for sink in list(self.sinks.values()):
-            try:
-                await asyncio.wait_for(sink.close(), SINK_CLOSE_TIMEOUT)
-            except Exception:
-                log.exception("sink %s close failed", sink.name)
-        for extra in self._extras:
-            try:
-                await asyncio.wait_for(extra.stop(), SINK_CLOSE_TIMEOUT)
-            except Exception:
-                log.exception("stopping %r failed", extra)
+        # Sinks and extras close side by side, so that several of them cannot add up past STOP_TIMEOUT.
+        closing = [(f"sink {s.name}", s.close()) for s in self.sinks.values()]
+        closing += [(f"{x!r}", x.stop()) for x in self._extras]
+        results = await asyncio.gather(*(self._bounded(c) for _, c in closing), return_exceptions=True)
+        for (what, _), result in zip(closing, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("closing %s failed: %s", what, result)
         if self._advertiser:
             await self._advertiser.stop()
         if self._api:
@@ -182,12 +179,17 @@ class Daemon:
             await self.store.add_event("stopped", f"edge stopped ({why})")
             await self.store.aclose()
 
+    @staticmethod
+    async def _bounded(coro: Any) -> None:
+        async with asyncio.timeout(SINK_CLOSE_TIMEOUT):
+            await coro
+
     # -- devices and sinks ----------------------------------------------------------------------------
 
-    def _start_device(self, dev: DeviceConfig) -> None:
+    def _start_device(self, dev: DeviceConfig, driver: Driver | None = None) -> None:
         assert self.store is not None
+        driver = driver or driver_registry.create_driver(dev)
         self.pipeline.add_device(dev)
-        driver = driver_registry.create_driver(dev)
         runner = DeviceRunner(driver, self.pipeline, self.store)
         self.runners[dev.name] = runner
         if not dev.enabled:
@@ -200,10 +202,14 @@ class Daemon:
         self.runners.pop(name, None)
         self.pipeline.remove_device(name)
 
-    def _start_sink(self, cfg: SinkConfig) -> None:
-        assert self.store is not None
+    def _create_sink(self, cfg: SinkConfig) -> Sink:
         sink: Sink = sink_registry.create_sink(cfg, edge_id=self.config.edge.id, store=self.store,
                                                data_dir=str(self.data_dir))
+        return sink
+
+    def _start_sink(self, cfg: SinkConfig, sink: Sink | None = None) -> None:
+        assert self.store is not None
+        sink = sink or self._create_sink(cfg)
         self.sinks[cfg.name] = sink
         if cfg.enabled:
             self.supervisor.spawn(f"sink:{cfg.name}", sink.run)
@@ -251,27 +257,33 @@ class Daemon:
             await self.store.add_event("reload_failed", f"config reload refused: {e}")
             return [str(e)]
         old = self.config
+        old_devices = {d.name: d for d in old.devices}
+        new_devices = {d.name: d for d in new.devices}
+        old_sinks = {s.name: s for s in old.sinks}
+        new_sinks = {s.name: s for s in new.sinks}
+        # Build every new driver and sink before touching what runs: a failure refuses the whole reload.
+        try:
+            drivers = {n: driver_registry.create_driver(d) for n, d in new_devices.items() if old_devices.get(n) != d}
+            sinks = {n: self._create_sink(s) for n, s in new_sinks.items() if old_sinks.get(n) != s}
+        except Exception as e:
+            problem = f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}"
+            await self.store.add_event("reload_failed", f"config reload refused: {problem}")
+            return [problem]
         if new.store != old.store or new.api != old.api or new.edge.data_dir != old.edge.data_dir:
             await self.store.add_event("reload_partial", "store, api and data_dir changes apply at the next restart")
         self.config = new
         self.pipeline.transforms = transforms
-        old_devices = {d.name: d for d in old.devices}
-        new_devices = {d.name: d for d in new.devices}
         for name, dev in old_devices.items():
             if new_devices.get(name) != dev:
                 await self._stop_device(name)
-        for name, dev in new_devices.items():
-            if old_devices.get(name) != dev:
-                self._start_device(dev)
-        old_sinks = {s.name: s for s in old.sinks}
-        new_sinks = {s.name: s for s in new.sinks}
+        for name, driver in drivers.items():
+            self._start_device(new_devices[name], driver)
         for name, s in old_sinks.items():
             if new_sinks.get(name) != s:
                 await self._stop_sink(name)
         await self._drop_stale_sink_cursors()
-        for name, s in new_sinks.items():
-            if old_sinks.get(name) != s:
-                self._start_sink(s)
+        for name, sink in sinks.items():
+            self._start_sink(new_sinks[name], sink)
         self.reloads += 1
         changed = sorted(n for n in old_devices.keys() | new_devices.keys()
                          if old_devices.get(n) != new_devices.get(n))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -167,7 +168,7 @@ async def write_point(request: web.Request) -> web.Response:
     if "value" not in body:
         raise BadParameter("value", "value: expected a value to write, found nothing")
     value = body["value"]
-    if not isinstance(value, int | float | bool | str) or (isinstance(value, float) and value != value):
+    if not isinstance(value, int | float | bool | str) or (isinstance(value, float) and not math.isfinite(value)):
         raise BadParameter("value", f"value: expected a number, bool or string, found {json.dumps(value)[:40]}")
     d = daemon_of(request)
     if device not in d.runners:
@@ -346,7 +347,8 @@ def _replace_file(path: Path, text: str) -> None:
     if path.exists():
         shutil.copy2(path, path.with_name(path.name + ".bak"))
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold passwords: private from the start
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

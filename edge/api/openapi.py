@@ -23,7 +23,8 @@ def _op(summary: str, ok: dict[str, Any], *codes: int, params: list[dict[str, An
         body: dict[str, Any] | None = None, public: bool = False) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     texts = {400: "Bad parameter (the error names it)", 401: "Missing or invalid token",
-             403: "Not allowed (point not writable)", 404: "Not found", 409: "Conflict with current state",
+             403: "Not allowed (a pull-scope token, or a point that is not writable)", 404: "Not found",
+             409: "Conflict with current state",
              413: "Body too large", 422: "The config is invalid (problems listed)",
              502: "Delivery through the sink failed"}
     for code in ((*codes, 401) if not public else codes):
@@ -126,7 +127,7 @@ def document() -> dict[str, Any]:
                     "type": "object", "required": ["device", "readings"],
                     "properties": {"device": {"type": "string"},
                                    "readings": {"type": "array", "items": {"$ref": "#/components/schemas/Reading"}}}}),
-                    400, 404, 409, 413,
+                    400, 403, 404, 409, 413,
                     body={"type": "object", "properties": {"point": obj}}),
             },
             "/v1/stats": {"get": _op("Store size, backlog per sink and consumer, rates, dead letters",
@@ -144,16 +145,16 @@ def document() -> dict[str, Any]:
                 params=[_query("sink", {"type": "string"}, "only this sink's")])},
             "/v1/dead-letters/{id}": {
                 "parameters": [_path_param("id", SEQ)],
-                "delete": _op("Discard a dead letter", _ok(obj), 400, 404)},
+                "delete": _op("Discard a dead letter", _ok(obj), 400, 403, 404)},
             "/v1/dead-letters/{id}/replay": {
                 "parameters": [_path_param("id", SEQ)],
-                "post": _op("Deliver a dead letter again through its sink", _ok(obj), 400, 404, 409, 502)},
-            "/v1/reload": {"post": _op("Re-read the config file and apply it", _ok(obj), 422)},
+                "post": _op("Deliver a dead letter again through its sink", _ok(obj), 400, 403, 404, 409, 502)},
+            "/v1/reload": {"post": _op("Re-read the config file and apply it", _ok(obj), 403, 422)},
             "/v1/config": {"get": _op("The config file's text", _ok({
                 "type": "object", "required": ["path", "text"],
-                "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}), 409),
+                "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}), 403, 409),
                 "put": _op("Replace the config file (validated; previous kept as .bak) and reload", _ok(obj),
-                           400, 413, 422,
+                           400, 403, 413, 422,
                            body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "Prometheus text format",

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.api")
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
+# What a `pull` token may not do: change or reveal configuration, control devices, drop data.
+FULL_SCOPE_ROUTES = frozenset({
+    ("GET", "/v1/config"), ("PUT", "/v1/config"), ("POST", "/v1/reload"),
+    ("POST", "/v1/devices/{device}/points/{point}"), ("POST", "/v1/devices/{device}/read"),
+    ("POST", "/v1/dead-letters/{id}/replay"), ("DELETE", "/v1/dead-letters/{id}"),
+})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,10 +42,15 @@ def build_app(daemon: Daemon, check: tokens.TokenCheck) -> web.Application:
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_admin_socket(request):
             request["local_admin"] = True
-        elif request.path not in PUBLIC_PATHS and not check.ok(request.headers.get("Authorization")):
-            resp = error(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
-            resp.headers["WWW-Authenticate"] = "Bearer"
-            return resp
+        elif request.path not in PUBLIC_PATHS:
+            scope = check.scope(request.headers.get("Authorization"))
+            if scope is None:
+                resp = error(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
+                resp.headers["WWW-Authenticate"] = "Bearer"
+                return resp
+            route = request.match_info.route.resource
+            if scope == tokens.PULL and route is not None and (request.method, route.canonical) in FULL_SCOPE_ROUTES:
+                return error(403, "this token has the pull scope: it may read, not configure or control")
         try:
             return await handler(request)
         except BadParameter as e:

@@ -44,27 +44,42 @@ def load_or_create(path: Path) -> tuple[list[str], str | None]:
 
 
 def first_token(path: Path) -> str | None:
-    """The first token in the file (what `edge demo` prints and local tools use)."""
+    """The first full-scope token in the file (what `edge demo` prints and local tools use)."""
     try:
         for line in path.read_text().splitlines():
-            if line.strip() and not line.strip().startswith("#"):
+            if line.strip() and not line.strip().startswith("#") and scoped(line.strip())[0] == FULL:
                 return line.strip()
     except OSError:
         return None
     return None
 
 
+FULL = "full"
+PULL = "pull"  # a line `pull TOKEN`: reading, cursors, status; no config, reload, writes or dead-letter changes
+
+
+def scoped(line: str) -> tuple[str, str]:
+    """(scope, token) of one line of the tokens file."""
+    head, _, rest = line.partition(" ")
+    return (PULL, rest.strip()) if head == PULL and rest.strip() else (FULL, line)
+
+
 class TokenCheck:
-    """Compares a presented bearer token with every known one in constant time."""
+    """Compares a presented bearer token with every known one in constant time; tells its scope."""
 
     def __init__(self, tokens: list[str]) -> None:
-        self._tokens = [t.encode() for t in tokens]
+        self._tokens = [(scope, t.encode()) for scope, t in map(scoped, tokens)]
+
+    def scope(self, header: str | None) -> str | None:
+        """FULL or PULL for a known token, None otherwise (every token is compared, whatever matches)."""
+        if not header or not header.startswith("Bearer "):
+            return None
+        presented = header[len("Bearer "):].strip().encode()
+        found: str | None = None
+        for scope, t in self._tokens:
+            if hmac.compare_digest(presented, t):
+                found = found or scope
+        return found
 
     def ok(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
-            return False
-        presented = header[len("Bearer "):].strip().encode()
-        match = False
-        for t in self._tokens:
-            match |= hmac.compare_digest(presented, t)
-        return match
+        return self.scope(header) is not None

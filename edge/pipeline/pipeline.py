@@ -8,6 +8,8 @@ from drivers.base import DeviceConfig, PointConfig
 from edge.pipeline.transforms import TransformSet
 from edge.reading import BAD, Reading
 
+NUMBERS = (int, float)  # the value types a deadband compares (bool is not one of them)
+
 
 @dataclass
 class PointSpec:
@@ -84,7 +86,7 @@ class Pipeline:
                     r.unit = spec.unit
                 if spec.deadband > 0.0 and r.quality != BAD:
                     last = spec.last_value
-                    if (spec.last_quality == r.quality and last is not None and type(v) in (int, float)
+                    if (spec.last_quality == r.quality and type(v) in NUMBERS and type(last) in NUMBERS
                             and abs(v - last) <= spec.deadband):  # type: ignore[operator,unused-ignore]
                         self.suppressed += 1
                         continue

@@ -219,3 +219,30 @@ def test_signed_pages_verify_with_the_appliance_key(tmp_path: Path) -> None:
         assert not verify_payload(page, load_public_signing_key(edge.data_dir))
     finally:
         edge.stop()
+
+
+def test_a_pull_scope_token_reads_but_cannot_configure_or_control(edge: EdgeProcess) -> None:
+    import secrets as _secrets
+
+    from edge.api.tokens import TokenCheck
+
+    pull = _secrets.token_urlsafe(32)
+    check = TokenCheck([edge.token, f"pull {pull}"])
+    assert check.scope(f"Bearer {edge.token}") == "full" and check.scope(f"Bearer {pull}") == "pull"
+    assert check.scope("Bearer nope") is None and check.scope(None) is None
+    tokens = edge.data_dir / "tokens"
+    text = tokens.read_text()
+    tokens.write_text(text + f"pull {pull}\n")
+    edge.stop()
+    edge.start()
+    try:
+        assert status_of(edge, "GET", "/v1/readings?limit=1", token=pull)[0] == 200
+        assert status_of(edge, "PUT", "/v1/cursors/scoped", {"seq": 0}, token=pull)[0] == 200
+        for method, path, body in (("GET", "/v1/config", None), ("POST", "/v1/reload", None),
+                                   ("POST", "/v1/devices/sim/points/setpoint", {"value": 1}),
+                                   ("DELETE", "/v1/dead-letters/1", None)):
+            code, answer, _ = status_of(edge, method, path, body, token=pull)
+            assert code == 403 and "pull scope" in answer["error"], (method, path)
+        assert status_of(edge, "GET", "/v1/config")[0] == 200  # the full token still may
+    finally:
+        tokens.write_text(text)

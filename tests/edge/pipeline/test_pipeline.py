@@ -68,3 +68,10 @@ def test_run_transform_accepts_a_function() -> None:
 
 def test_edge_transform_fixture_is_registered(edge_transform) -> None:  # type: ignore[no-untyped-def]
     assert edge_transform is run_transform
+
+
+def test_deadband_on_a_point_whose_value_changes_type_never_raises() -> None:
+    pipe = Pipeline([device(deadband=1.0)])
+    values = ("warming up", 10.0, 10.5, "fault", True, 12.0)
+    sent = [r.value for v in values for r in pipe.process([Reading("d", "p", v)])]
+    assert sent == ["warming up", 10.0, "fault", True, 12.0]
