@@ -298,7 +298,9 @@ def discover(timeout: float | None, interfaces: tuple[str, ...], modbus_tcp: str
     try:
         if modbus_tcp:
             mb = importlib.import_module("drivers.modbus.discover")
-            host, _, port = modbus_tcp.partition(":")
+            host, _, port = modbus_tcp.rpartition(":") if ":" in modbus_tcp else (modbus_tcp, "", "")
+            if port and not port.isdigit():
+                fail(f"--modbus-tcp: expected HOST[:PORT], found {modbus_tcp!r}")
             found = asyncio.run(mb.scan_tcp(host, int(port or 502), unit_ids, timeout or MODBUS_PROBE_TIMEOUT))
         elif serial:
             mb = importlib.import_module("drivers.modbus.discover")
@@ -314,8 +316,10 @@ def discover(timeout: float | None, interfaces: tuple[str, ...], modbus_tcp: str
             found = asyncio.run(discovery.browse(timeout or ZEROCONF_TIMEOUT, list(interfaces)))
     except ImportError as e:
         fail(f"this kind of discovery is not available in this build ({e.name})", EXIT_RUNTIME)
-    except (OSError, ValueError) as e:
+    except OSError as e:  # the network, the bus or the peer failed: a runtime failure
         fail(str(e), EXIT_RUNTIME)
+    except ValueError as e:  # what was asked cannot be done as given (an unknown interface, a bad port): user error
+        fail(str(e), EXIT_USER)
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return

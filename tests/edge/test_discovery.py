@@ -163,7 +163,7 @@ async def test_an_unknown_interface_leaves_the_daemon_running_without_advertisin
 
 async def test_edge_discover_names_an_unknown_interface() -> None:
     code, _, err = await run(str(EDGE_BIN), "discover", "--interface", "nosuch0", "--timeout", "0.5")
-    assert code == 2 and "no network interface or address 'nosuch0'" in err
+    assert code == 1 and "no network interface or address 'nosuch0'" in err  # a bad argument: user error
 
 
 async def test_a_cancelled_browse_leaves_no_resolution_running(modbus_service: str,
