@@ -156,7 +156,7 @@ class DeliverySink(Sink):
 
         def load(store: Store) -> tuple[int, int]:
             counters = store.stats_sync()["counters"]
-            return counters.get(expired_counter(name), 0), len(store.dead_letters_sync(sink=name))
+            return counters.get(expired_counter(name), 0), store.dead_letter_count_sync(name)
 
         self.expired, self.dead_letters = await self.store.run_read(load)
 

@@ -379,6 +379,14 @@ class Store:
             sql += " WHERE " + " AND ".join(cond)
         return [DeadLetter(*row) for row in self._reader().execute(sql + " ORDER BY id", params)]
 
+    def dead_letter_count_sync(self, sink: str | None = None) -> int:
+        """How many dead-lettered batches (of one sink), without loading their payloads."""
+        if sink is None:
+            row = self._reader().execute("SELECT count(*) FROM dead_letters").fetchone()
+        else:
+            row = self._reader().execute("SELECT count(*) FROM dead_letters WHERE sink = ?", (sink,)).fetchone()
+        return int(row[0])
+
     def stats_sync(self) -> dict[str, Any]:
         """Size, seq range, counters and cursor backlogs."""
         st = self._writer.state
