@@ -21,6 +21,7 @@ JITTER = 0.5  # fraction of each delay that is random
 # -- MQTT -------------------------------------------------------------------------------------------------
 MQTT_PORT = 1883
 MQTTS_PORT = 8883
+MQTT_RECONNECT_MAX = 1.0  # s: a broker that returns is found within ~1 s (+ the connect), inside the 2 s aim
 MQTT_KEEPALIVE = 30.0  # s
 MQTT_CONNECT_TIMEOUT = 10.0  # s: TCP + TLS + CONNACK
 MQTT_TOPIC = "edge/{edge}/readings"

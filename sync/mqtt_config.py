@@ -12,11 +12,11 @@ from pydantic import Field, field_validator, model_validator
 from edge.quantities import Duration
 from sync.base import SinkConfig, check_no_credentials
 from sync.defaults import (
-    BACKOFF_MAX,
     BACKOFF_MIN,
     INFLIGHT,
     MQTT_KEEPALIVE,
     MQTT_PORT,
+    MQTT_RECONNECT_MAX,
     MQTT_STATUS_TOPIC,
     MQTT_TOPIC,
     MQTTS_PORT,
@@ -56,7 +56,7 @@ class MqttSinkConfig(SinkConfig, TlsKeys):
     inflight: int = Field(default=INFLIGHT, ge=1, le=1000)  # messages sent and not yet durably acked
     keepalive: Duration = Field(default=MQTT_KEEPALIVE, ge=5)
     reconnect_min: Duration = Field(default=BACKOFF_MIN, gt=0)
-    reconnect_max: Duration = Field(default=BACKOFF_MAX, gt=0)
+    reconnect_max: Duration = Field(default=MQTT_RECONNECT_MAX, gt=0)
 
     @field_validator("url")
     @classmethod
