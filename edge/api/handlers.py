@@ -241,7 +241,7 @@ def stats_document(d: Daemon, store_stats: dict[str, Any]) -> dict[str, Any]:
         "sinks": d.sinks_info(),
         "consumers": {n: c for n, c in store_stats["cursors"].items() if c["kind"] == "consumer"},
         "dead_letters": store_stats["dead_letters"],
-        "devices": {x["name"]: {k: v for k, v in x["status"].items()} | {"readings": x["readings"]}
+        "devices": {x["name"]: x["status"] | {"readings": x["readings"]}
                     for x in devices},
         "pipeline": {"suppressed_by_deadband": d.pipeline.suppressed,
                      "transform_errors": d.pipeline.transforms.errors},
