@@ -162,7 +162,7 @@ def test_write_through_the_cli(edge: EdgeProcess) -> None:
 
 
 def test_stats_metrics_events_dead_letters(edge: EdgeProcess) -> None:
-    stats = edge.get("/v1/stats")
+    stats = wait_until(lambda: (s := edge.get("/v1/stats"))["store"]["last_seq"] > 0 and s)
     assert stats["store"]["last_seq"] > 0 and stats["devices"]["sim"]["state"] == "up"
     assert stats["dead_letters"] == {"batches": 0, "readings": 0}
     metrics = edge.get("/metrics")
