@@ -52,7 +52,6 @@ class Daemon:
         self._stopping = False
         self._api: Any = None
         self._advertiser: Any = None  # edge.discovery.Advertiser when [discovery] advertise = true
-        self._extras: list[Any] = []  # things with async stop() started alongside (e.g. demo simulators)
         self.reloads = 0
         self.liveness: Liveness | None = None
         self._started = False
@@ -108,10 +107,6 @@ class Daemon:
     def api_url(self) -> str:
         return self._api.url if self._api else ""
 
-    def add_extra(self, thing: Any) -> None:
-        """Something with `async stop()` to stop after the devices (e.g. an in-process simulator)."""
-        self._extras.append(thing)
-
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -164,9 +159,8 @@ class Daemon:
         if self.liveness is not None:
             self.liveness.stopping()
         await self.supervisor.stop_all(TASK_STOP_TIMEOUT)
-        # Sinks and extras close side by side, so that several of them cannot add up past STOP_TIMEOUT.
+        # Sinks close side by side, so that several of them cannot add up past STOP_TIMEOUT.
         closing = [(f"sink {s.name}", s.close()) for s in self.sinks.values()]
-        closing += [(f"{x!r}", x.stop()) for x in self._extras]
         results = await asyncio.gather(*(self._bounded(c) for _, c in closing), return_exceptions=True)
         for (what, _), result in zip(closing, results, strict=True):
             if isinstance(result, BaseException):

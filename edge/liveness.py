@@ -14,7 +14,6 @@ import threading
 from typing import TYPE_CHECKING
 
 from edge import sdnotify
-from edge.store.writer import Command
 
 if TYPE_CHECKING:
     from edge.store import Store
@@ -38,10 +37,10 @@ class Liveness:
         sdnotify.notify("STOPPING=1")
 
     def _sample(self) -> None:
-        state = self.store._writer.state
-        if state.commits != self._last_commits or self.store._writer.pending == 0:
+        commits = self.store.commits
+        if commits != self._last_commits or self.store.pending == 0:
             self.watchdog.progress()
-        self._last_commits = state.commits
+        self._last_commits = commits
 
     async def run(self) -> None:
         """Feed and ping the watchdog until cancelled (returns at once when not under a systemd watchdog)."""
@@ -67,5 +66,4 @@ class Liveness:
     async def _stall_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         log.error("%s is set: blocking the store writer to simulate a stalled pipeline", STALL_ENV)
-        blocker = threading.Event()
-        self.store._writer.submit(Command("stall", (blocker,)))
+        self.store.block_writer(threading.Event())

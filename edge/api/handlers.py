@@ -137,8 +137,7 @@ async def put_cursor(request: web.Request) -> web.Response:
     store = store_of(request)
     if seq > store.durable_seq:
         return error(409, f"seq: expected at most the newest seq {store.durable_seq}, found {seq}", "seq")
-    existing = await store.run_read(lambda s: s.cursor_sync(name))
-    if existing is not None and name in daemon_of(request).sinks:
+    if name in daemon_of(request).sinks:
         raise BadParameter("consumer", f"consumer: {name!r} is a sink's cursor; pick another consumer name")
     stored = await store.set_cursor(name, seq, "consumer")
     return web.json_response({"consumer": name, "seq": stored})

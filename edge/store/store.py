@@ -379,6 +379,20 @@ class Store:
             sql += " WHERE " + " AND ".join(cond)
         return [DeadLetter(*row) for row in self._reader().execute(sql + " ORDER BY id", params)]
 
+    @property
+    def commits(self) -> int:
+        """Transactions committed since the store was opened (a liveness signal)."""
+        return self._writer.state.commits
+
+    @property
+    def pending(self) -> int:
+        """Readings queued for the writer and not yet taken."""
+        return self._writer.pending
+
+    def block_writer(self, until: threading.Event) -> None:
+        """Test hook (EDGE_DEBUG_STALL_AFTER): the writer stops at its next batch until the event is set."""
+        self._writer.submit(Command("stall", (until,)))
+
     def dead_letter_count_sync(self, sink: str | None = None) -> int:
         """How many dead-lettered batches (of one sink), without loading their payloads."""
         if sink is None:
