@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Input, Select, SelectionList, Static
-from tui_pilot import wait_for
+from tui_pilot import open_discover, wait_for
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
@@ -61,9 +61,7 @@ async def test_a_zeroconf_modbus_gateway_becomes_a_configured_device(
         make_app: Callable[..., EdgeApp], daemon: Daemon, announced_gateway: str, modbus_sim: Any) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, DiscoverScreen)
+        screen = await open_discover(pilot)
         await pilot.press("enter")  # empty target: the daemon's own interfaces (its API is on 127.0.0.1)
         found = await wait_for(lambda: not screen.scanning and screen.findings, pilot, SCAN_LIMIT)
         assert [(f.kind, f.name) for f in found] == [("_modbus._tcp", announced_gateway)]
@@ -91,9 +89,7 @@ async def test_a_modbus_unit_scan_offers_registers_as_points(make_app: Callable[
                                                              modbus_sim: Any) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, DiscoverScreen)
+        screen = await open_discover(pilot)
         screen.query_one("#kind", Select).value = "modbus-tcp"
         screen.query_one("#units", Input).value = "1-3"
         target = screen.query_one("#target", Input)
@@ -122,9 +118,7 @@ async def test_a_discovery_kind_without_its_driver_says_so(make_app: Callable[..
     monkeypatch.setattr(scans, "KINDS", kinds)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, DiscoverScreen)
+        screen = await open_discover(pilot)
         screen.query_one("#kind", Select).value = "ble"
         await pilot.pause()
         note = str(screen.query_one("#note", Static).render())
@@ -165,9 +159,7 @@ async def test_an_opcua_browse_offers_variables_as_points(make_app: Callable[...
                                                           opcua_server: str) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, DiscoverScreen)
+        screen = await open_discover(pilot)
         screen.query_one("#kind", Select).value = "opcua"
         screen.query_one("#target", Input).focus()
         await pilot.press(*opcua_server, "enter")
@@ -193,9 +185,7 @@ async def test_a_wrong_interface_in_the_config_is_shown_not_fatal(make_app: Call
     source.write_text(source.read_text().replace("[discovery]\n", '[discovery]\ninterfaces = ["nosuchif0"]\n'))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, DiscoverScreen)
+        screen = await open_discover(pilot)
         await pilot.press("enter")  # empty target: the interfaces of the daemon's config
         note = screen.query_one("#note", Static)
         await wait_for(lambda: "nosuchif0" in str(note.render()), pilot)

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static
-from tui_pilot import wait_for
+from tui_pilot import open_config, wait_for
 
 from edge.daemon import Daemon
 from tui.app import EdgeApp
-from tui.screens.config import ConfigScreen
 from tui.screens.device import DeviceScreen, ReadNowScreen, WriteScreen
 from tui.screens.events import EventsScreen
 from tui.screens.overview import OverviewScreen
@@ -102,11 +101,7 @@ async def test_config_edit_keeps_comments_applies_and_loses_nothing(make_app: Ca
     path = daemon.config.source
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("c")
-        screen = app.screen
-        assert isinstance(screen, ConfigScreen)
-        tables = screen.query_one("#tables", DataTable)
-        await wait_for(lambda: tables.row_count >= 7, pilot)
+        screen, tables = await open_config(pilot)
         await app.call("PUT", "/v1/cursors/continuity-check", {"seq": 0})  # keeps what the sink already has
         seqs_before = await all_seqs(app)
         tables.focus()
@@ -156,11 +151,7 @@ async def test_an_invalid_edit_is_refused_with_edge_checks_message(make_app: Cal
     original = path.read_text()
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("c")
-        screen = app.screen
-        assert isinstance(screen, ConfigScreen)
-        tables = screen.query_one("#tables", DataTable)
-        await wait_for(lambda: tables.row_count >= 7, pilot)
+        screen, tables = await open_config(pilot)
         tables.focus()
         await pilot.press("down", "down", "down", "down")
         await wait_for(lambda: screen.current is not None and screen.current[:2] == ("device", "boiler"), pilot)
@@ -238,11 +229,7 @@ async def test_secrets_in_the_config_form_are_masked(make_app: Callable[..., Edg
     path.write_text(path.read_text().replace('type = "http"\n', 'type = "http"\ntoken = "t0ps3cret"\n'))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("c")
-        screen = app.screen
-        assert isinstance(screen, ConfigScreen)
-        tables = screen.query_one("#tables", DataTable)
-        await wait_for(lambda: tables.row_count >= 7, pilot)
+        screen, tables = await open_config(pilot)
         tables.move_cursor(row=next(i for i, e in enumerate(screen.entries) if e[:2] == ("sink", "web")))
         await wait_for(lambda: screen.query("#field-token"), pilot)
         token = screen.query_one("#field-token", Input)

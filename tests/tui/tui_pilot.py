@@ -1,4 +1,4 @@
-"""Waiting in the TUI tests: poll a condition with the pilot until it holds (never a fixed sleep).
+"""TUI test steps: wait for a condition with the pilot (never a fixed sleep); open a screen and wait for it.
 
 In a module of its own, not in conftest.py: `from conftest import …` picks whichever test folder's
 conftest was loaded last when several folders are run together.
@@ -34,3 +34,30 @@ async def wait_for(check: Callable[[], Any], pilot: Any = None, limit: float = W
             await pilot.pause(WAIT_STEP)
         else:
             await asyncio.sleep(WAIT_STEP)
+
+
+CONFIG_SECTIONS = 7  # rows of the config tables once the test config is loaded (edge … device, sink)
+
+
+async def open_config(pilot: Any) -> tuple[Any, Any]:
+    """Press c; return the ConfigScreen and its #tables DataTable once the config is listed."""
+    from textual.widgets import DataTable
+
+    from tui.screens.config import ConfigScreen
+
+    await pilot.press("c")
+    screen = pilot.app.screen
+    assert isinstance(screen, ConfigScreen)
+    tables = screen.query_one("#tables", DataTable)
+    await wait_for(lambda: tables.row_count >= CONFIG_SECTIONS, pilot)
+    return screen, tables
+
+
+async def open_discover(pilot: Any) -> Any:
+    """Press d; return the DiscoverScreen."""
+    from tui.screens.discover import DiscoverScreen
+
+    await pilot.press("d")
+    screen = pilot.app.screen
+    assert isinstance(screen, DiscoverScreen)
+    return screen
