@@ -52,7 +52,6 @@ class DeviceRunner:
             if not isinstance(e, asyncio.CancelledError):
                 self.driver.status.state = DOWN
                 self.driver.status.last_error = f"{type(e).__name__}: {e}"
-                self.driver.status.poll_errors += 1
                 await self.publish(self.driver.bad_cycle(f"driver crashed: {type(e).__name__}: {e}"))
             raise
         finally:
