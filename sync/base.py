@@ -27,6 +27,12 @@ def check_no_credentials(url: str) -> str:
     return url
 
 
+def check_login(username: str | None, password: str | None) -> None:
+    """A password needs its username."""
+    if password is not None and username is None:
+        raise ValueError("password: expected together with username, found password alone")
+
+
 class SinkConfig(BaseModel):
     """Keys every sink has. Sink types subclass it with `type: Literal[...]` and their own keys."""
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from edge.quantities import Duration
-from sync.base import SinkConfig, check_no_credentials
+from sync.base import SinkConfig, check_login, check_no_credentials
 from sync.defaults import BACKOFF_MIN, HTTP_RETRY_AFTER_MAX, HTTP_RETRY_MAX, HTTP_TIMEOUT, INFLIGHT
 from sync.tls import TlsKeys
 
@@ -41,10 +41,8 @@ class HttpSinkConfig(SinkConfig, TlsKeys):
     def _consistent(self) -> HttpSinkConfig:
         if self.token and (self.username or self.password):
             raise ValueError("token: expected either token (bearer) or username/password (basic), found both")
-        if self.password is not None and self.username is None:
-            raise ValueError("password: expected together with username, found password alone")
+        check_login(self.username, self.password)
         if self.retry_max < self.retry_min:
             raise ValueError("retry_max: expected >= retry_min")
-        if urlsplit(self.url).scheme == "http" and (self.ca_file or self.cert_file or self.insecure_skip_verify):
-            raise ValueError("url: TLS keys (ca_file, cert_file, insecure_skip_verify) need an https:// url")
+        self.check_secure_url(self.url, "https")
         return self

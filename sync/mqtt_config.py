@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from edge.quantities import Duration
-from sync.base import SinkConfig, check_no_credentials
+from sync.base import SinkConfig, check_login, check_no_credentials
 from sync.defaults import (
     BACKOFF_MIN,
     INFLIGHT,
@@ -90,12 +90,10 @@ class MqttSinkConfig(SinkConfig, TlsKeys):
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttSinkConfig:
-        if self.password is not None and self.username is None:
-            raise ValueError("password: expected together with username, found password alone")
+        check_login(self.username, self.password)
         if self.reconnect_max < self.reconnect_min:
             raise ValueError("reconnect_max: expected >= reconnect_min")
-        if urlsplit(self.url).scheme == "mqtt" and (self.ca_file or self.cert_file or self.insecure_skip_verify):
-            raise ValueError("url: TLS keys (ca_file, cert_file, insecure_skip_verify) need an mqtts:// url")
+        self.check_secure_url(self.url, "mqtts")
         return self
 
     # -- derived --------------------------------------------------------------------------------------

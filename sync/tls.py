@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, model_validator
 
@@ -17,6 +18,11 @@ class TlsKeys(BaseModel):
     cert_file: str | None = None  # PEM client certificate (chain) for mutual TLS
     key_file: str | None = None  # its PEM private key (may be inside cert_file)
     insecure_skip_verify: bool = False  # accept any server certificate: for lab use only, logged loudly
+
+    def check_secure_url(self, url: str, secure_scheme: str) -> None:
+        """TLS keys only make sense on a TLS url (`secure_scheme://`): refuse them on a plain one."""
+        if urlsplit(url).scheme != secure_scheme and (self.ca_file or self.cert_file or self.insecure_skip_verify):
+            raise ValueError(f"url: TLS keys (ca_file, cert_file, insecure_skip_verify) need an {secure_scheme}:// url")
 
     @model_validator(mode="after")
     def _key_needs_cert(self) -> TlsKeys:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -190,3 +191,16 @@ def test_credentials_in_the_url_are_refused_without_echoing_them(model: type, ur
     with pytest.raises(ValidationError, match="username and password") as refused:
         model(name="c", type=model.model_fields["type"].annotation.__args__[0], url=url)
     assert all("s3cret" not in e["msg"] for e in refused.value.errors())  # what `edge check` prints
+
+
+@pytest.mark.parametrize(("model", "keys", "message"), [
+    (MqttSinkConfig, {"url": "mqtt://h", "password": "p"}, "password: expected together with username"),
+    (HttpSinkConfig, {"url": "http://h/x", "password": "p"}, "password: expected together with username"),
+    (MqttSinkConfig, {"url": "mqtt://h", "ca_file": "/ca.pem"}, "need an mqtts:// url"),
+    (HttpSinkConfig, {"url": "http://h/x", "insecure_skip_verify": True}, "need an https:// url"),
+])
+def test_login_and_tls_keys_are_checked_alike_by_both_sinks(model: Any, keys: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model(name="s", type="mqtt" if model is MqttSinkConfig else "http", **keys)
+    model(name="s", type="mqtt" if model is MqttSinkConfig else "http",
+          **{**keys, "username": "u"} if "password" in keys else {**keys, "url": keys["url"].replace("://", "s://", 1)})
