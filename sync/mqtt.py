@@ -102,7 +102,20 @@ class MqttSink(DeliverySink):
                 await self._window.wait_changed_or(IDLE_WAIT)
 
     def _on_state(self, up: bool) -> None:
+        """Connected (before any new publish may go out) or lost."""
         self.connected = up
+        if up and self._by_mid and self.link is not None:
+            self._republish(self.link)
+
+    def _republish(self, link: MqttLink) -> None:
+        """Send again, in seq order, every message the last connection left without a PUBACK."""
+        pending = sorted(self._by_mid.values(), key=lambda m: m.first_seq)
+        self._by_mid.clear()
+        for m in pending:
+            m.attempts += 1
+            self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
+        log.info("sink %s: %d unacknowledged messages (seq %d..%d) sent again after reconnecting", self.name,
+                 len(pending), pending[0].first_seq, pending[-1].last_seq)
 
     def stats(self) -> dict[str, Any]:
         if self.link is not None:

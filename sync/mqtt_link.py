@@ -1,8 +1,8 @@
 """One paho-mqtt client kept connected: connect with backoff and jitter, PUBACKs handed to asyncio.
 
 paho's network loop runs in its own thread only while a connection is up (`loop_start`); every callback
-goes back to the event loop with `call_soon_threadsafe`. Messages published and not PUBACKed when a
-connection drops stay in paho's session and are sent again, in order, right after the next CONNACK.
+goes back to the event loop with `call_soon_threadsafe`. What a lost connection left unacked is not resent
+by paho: the sink republishes it itself, in seq order, before anything newer (see `_on_connect`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class MqttLink:
         )
         c = self.client
         c.connect_timeout = MQTT_CONNECT_TIMEOUT
-        c.max_inflight_messages_set(config.inflight)
+        c.max_inflight_messages_set(0)  # no limit in paho: the sink's window is the one bound on what is in flight
         c.max_queued_messages_set(0)
         if config.username is not None:
             c.username_pw_set(config.username, config.password)
@@ -92,6 +92,11 @@ class MqttLink:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Properties | None) -> None:
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
+        if not reason.is_failure:
+            # Right after this callback paho would resend what the last connection left unacked, on this
+            # thread, while the event loop may already publish newer messages: a newer batch could overtake
+            # an older one. Drop paho's copies; the sink republishes its unacked messages first, in order.
+            client.drop_out_messages()
         self._post(self._connack_received, not reason.is_failure, str(reason), receive_max)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
@@ -150,8 +155,8 @@ class MqttLink:
                 else:
                     log.info("sink %s: connected to %s", self.config.name, url)
                 self.connected = True
+                self.on_state(True)  # first: the sink republishes what is unacked before anything new goes out
                 self._up.set()
-                self.on_state(True)
                 if self.status_topic:
                     self.publish(self.status_topic, MQTT_STATUS_ONLINE.encode(), retain=True)
                 await self._lost.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import time
 from pathlib import Path
@@ -12,10 +13,12 @@ from typing import Any
 import pytest
 from sink_helpers import EDGE, SinkRunner, eventually, fill
 from sink_peers import Broker, Subscriber, check_order
+from tcp_proxy import BlackholeProxy
 
 from edge.store import DeadLetter, Store
 from sync.mqtt import MqttSink
 from sync.mqtt_config import MqttSinkConfig
+from sync.mqtt_link import MqttLink
 from sync.registry import create_sink
 
 
@@ -147,6 +150,69 @@ async def test_resumes_after_restart_from_its_cursor(
     runner.start(mqtt_sink(store, tmp_path, broker.port))
     assert not await asyncio.to_thread(subscriber.wait_for, set(second), 5)
     assert subscriber.seqs() == first + second
+
+
+async def test_a_newer_message_never_overtakes_an_unacked_one_after_reconnect(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Message A is lost with its connection; B is ready when the next CONNACK comes. paho's network thread is
+    held up right after the CONNACK (as a busy machine may do): B must still not reach the broker before A."""
+    original = MqttLink._on_connect
+
+    def slow_on_connect(self: MqttLink, *args: Any) -> None:
+        original(self, *args)
+        time.sleep(0.3)  # on paho's thread: the event loop runs meanwhile
+
+    monkeypatch.setattr(MqttLink, "_on_connect", slow_on_connect)
+    first = await fill(store, 4, devices=("plc1",))
+    proxy = await BlackholeProxy(broker.port).start()
+    sink = mqtt_sink(store, tmp_path, proxy.port, reconnect_min="10ms", reconnect_max="20ms")
+    runner.start(sink)
+    try:
+        assert not await asyncio.to_thread(subscriber.wait_for, set(first), 5)
+        proxy.cut()
+        a = await fill(store, 4, devices=("plc1",))  # sent into the void: no PUBACK
+        await eventually(lambda: sink.window is not None and sink.window.unacked == 1)
+        proxy.heal()  # the connection is closed; the next one works
+        b = await fill(store, 4, devices=("plc1",))  # ready before the sink is connected again
+        assert not await asyncio.to_thread(subscriber.wait_for, set(a + b), 10)
+    finally:
+        await proxy.stop()
+    got = subscriber.seqs()
+    assert got.index(a[0]) < got.index(b[0]), got
+    assert not check_order(subscriber.readings())
+
+
+FLAPS = 25
+FLAP_BATCH = 20
+FLAP_INFLIGHT = 8
+
+
+@pytest.mark.slow
+async def test_link_flaps_while_draining_keep_order_and_lose_nothing(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    """Every connection is reset mid-stream, again and again, with messages in flight: after each reconnect
+    the unacked messages go out again before any newer one (a newer batch must never overtake them)."""
+    seqs = await fill(store, 40_000)
+    proxy = await BlackholeProxy(broker.port).start()
+    sink = mqtt_sink(store, tmp_path, proxy.port, topic="edge/{edge}/{device}", batch_max=FLAP_BATCH,
+                     inflight=FLAP_INFLIGHT, reconnect_min="10ms", reconnect_max="50ms")
+    runner.start(sink)
+    rng = random.Random(7)
+    try:
+        for _ in range(FLAPS):
+            target = len(subscriber.seqs()) + rng.randint(50, 400)
+            await eventually(lambda t=target: sink.connected and len(subscriber.seqs()) > t)
+            proxy.reset()
+        missing = await asyncio.to_thread(subscriber.wait_for, set(seqs), 30)
+    finally:
+        await proxy.stop()
+    assert not missing, f"{len(missing)} readings missing"
+    got = subscriber.readings()
+    assert not check_order(got)
+    duplicates = len(got) - len(seqs)
+    assert duplicates <= FLAPS * FLAP_INFLIGHT * FLAP_BATCH, duplicates
+    assert sink.stats()["retries"] >= FLAPS
 
 
 async def test_username_password_reach_the_broker(store: Store, tmp_path: Path, runner: SinkRunner) -> None:

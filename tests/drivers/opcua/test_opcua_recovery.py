@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from blackhole_proxy import BlackholeProxy
 from opcua_peers import Collector, ServerProcess
+from tcp_proxy import BlackholeProxy
 
 from drivers.opcua.config import OpcuaDevice
 from drivers.opcua.driver import OpcuaPollDriver

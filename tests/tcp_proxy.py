@@ -1,4 +1,5 @@
-"""A TCP proxy whose link can be cut like a dead network: connections stay open, bytes vanish both ways."""
+"""A TCP proxy for link faults: `cut()` a dead network (connections stay open, bytes vanish both ways),
+`reset()` a flap (every connection through it closed at once, new ones work)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,14 @@ class BlackholeProxy:
         self.cut_off = True
 
     def heal(self) -> None:
+        self.reset()
+        self.cut_off = False
+
+    def reset(self) -> None:
+        """Close every connection that goes through the proxy now, both sides (a link flap)."""
         for w in list(self._writers):
             w.close()
         self._writers.clear()
-        self.cut_off = False
 
     async def stop(self) -> None:
         self.heal()
