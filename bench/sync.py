@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,20 @@ def encode_all(store: Store, batch_max: int) -> list[bytes]:
     return payloads
 
 
+def fetch_rows(db: Path, batch_max: int) -> float:
+    """Seconds to fetch every reading row as plain tuples, batch_max at a time: no Reading objects, no JSON.
+    Any drain that reads per-reading rows from SQLite in Python is slower than this."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    t0 = time.perf_counter()
+    after = 0
+    while rows := con.execute("SELECT seq, ts, series, value, flags, error FROM readings WHERE seq > ? "
+                              "ORDER BY seq LIMIT ?", (after, batch_max)).fetchall():
+        after = rows[-1][0]
+    took = time.perf_counter() - t0
+    con.close()
+    return took
+
+
 def raw_paho(port: int, payloads: list[bytes], inflight: int) -> float:
     """The same payloads with a bare paho client: QoS 1, at most `inflight` unacknowledged."""
     window = threading.BoundedSemaphore(inflight)
@@ -148,6 +163,7 @@ def main() -> None:
             t0 = time.perf_counter()
             payloads = encode_all(store, args.batch_max)  # before the drain: acked rows are removed
             ceiling = n / (time.perf_counter() - t0)
+            fetch_rate = n / fetch_rows(store.path, args.batch_max)
             took = asyncio.run(drain_with_sink(store, port, args.batch_max, args.inflight, tmp))
             store.close()
             sink_rate = n / took
@@ -160,6 +176,8 @@ def main() -> None:
             print(f"ratio sink/raw = {sink_rate / raw_rate:.2f}   (targets: >= 100,000 readings/s, ratio >= 0.5)")
             print(f"for scale: store read + JSON encode alone, no network: {ceiling:,.0f} readings/s "
                   f"(the most one Python process can drain; ratio {ceiling / raw_rate:.2f} of raw paho)")
+            print(f"for scale: fetching the rows as plain tuples alone: {fetch_rate:,.0f} readings/s "
+                  f"(ratio {fetch_rate / raw_rate:.2f}: the bound for any drain that reads per-reading rows)")
         finally:
             broker.terminate()
             broker.wait()
