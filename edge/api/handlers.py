@@ -19,6 +19,8 @@ from edge import __version__
 from edge.reading import Reading
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from edge.daemon import Daemon
     from edge.store import Store
 
@@ -28,10 +30,13 @@ MAX_SEQ = 2**63 - 1
 
 routes = web.RouteTableDef()
 
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+SIGNER: web.AppKey[Callable[[dict[str, Any]], dict[str, Any]]] = web.AppKey("signer")
+LOCAL_ADMIN: web.RequestKey[bool] = web.RequestKey("local_admin")  # the request came through the admin socket
+
 
 def daemon_of(request: web.Request) -> Daemon:
-    daemon: Daemon = request.app["daemon"]
-    return daemon
+    return request.app[DAEMON]
 
 
 def store_of(request: web.Request) -> Store:
@@ -107,7 +112,7 @@ async def readings(request: web.Request) -> web.Response:
     after = int_param(request, "after", 0, 0, MAX_SEQ)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, d.config.api.max_limit)
     edge_id = d.config.edge.id
-    signer = request.app.get("signer")
+    signer = request.app.get(SIGNER)
 
     def read(store: Store) -> bytes:
         return page_bytes(edge_id, store.read_sync(after, limit), after, signer)
@@ -374,7 +379,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def _who(request: web.Request) -> str:
-    return "admin-socket" if request.get("local_admin") else f"api {request.remote or '?'}"
+    return "admin-socket" if request.get(LOCAL_ADMIN) else f"api {request.remote or '?'}"
 
 
 def _dumps(obj: Any) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from edge.api import tokens
-from edge.api.handlers import BadParameter, error, routes
+from edge.api.handlers import DAEMON, LOCAL_ADMIN, SIGNER, BadParameter, error, routes
 
 if TYPE_CHECKING:
     from edge.daemon import Daemon
@@ -41,7 +41,7 @@ def build_app(daemon: Daemon, check: tokens.TokenCheck) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_admin_socket(request):
-            request["local_admin"] = True
+            request[LOCAL_ADMIN] = True
         elif request.path not in PUBLIC_PATHS:
             scope = check.scope(request.headers.get("Authorization"))
             if scope is None:
@@ -70,7 +70,7 @@ def build_app(daemon: Daemon, check: tokens.TokenCheck) -> web.Application:
             return error(500, "internal error (logged on the appliance)")
 
     app = web.Application(middlewares=[guard], client_max_size=daemon.config.api.max_body)
-    app["daemon"] = daemon
+    app[DAEMON] = daemon
     app.add_routes(routes)
     return app
 
@@ -95,7 +95,7 @@ class ApiServer:
         self.token = created or (known[0] if known else None)
         app = build_app(self.daemon, tokens.TokenCheck(known))
         if cfg.api.sign:
-            app["signer"] = self._signer()
+            app[SIGNER] = self._signer()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.api.host, cfg.api.port, reuse_address=True)
