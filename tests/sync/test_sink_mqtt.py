@@ -189,14 +189,16 @@ FLAP_INFLIGHT = 8
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 async def test_link_flaps_while_draining_keep_order_and_lose_nothing(
-        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path,
+        protocol: str) -> None:
     """Every connection is reset mid-stream, again and again, with messages in flight: after each reconnect
     the unacked messages go out again before any newer one (a newer batch must never overtake them)."""
     seqs = await fill(store, 40_000)
     proxy = await BlackholeProxy(broker.port).start()
     sink = mqtt_sink(store, tmp_path, proxy.port, topic="edge/{edge}/{device}", batch_max=FLAP_BATCH,
-                     inflight=FLAP_INFLIGHT, reconnect_min="10ms", reconnect_max="50ms")
+                     inflight=FLAP_INFLIGHT, reconnect_min="10ms", reconnect_max="50ms", protocol=protocol)
     runner.start(sink)
     rng = random.Random(7)
     try:
