@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sink_helpers import EDGE, SinkRunner, eventually, fill
 from sink_peers import Received, Receiver
+from tcp_proxy import BlackholeProxy
 
 from edge.store import Store
 from sync.http import HttpSink, retry_after
@@ -149,6 +150,32 @@ async def test_receiver_down_then_up(store: Store, runner: SinkRunner, tmp_path:
     finally:
         await receiver.stop()
 
+
+
+async def test_a_link_that_goes_dark_times_out_retries_and_delivers_in_order(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    """Bytes stop flowing with no reset: the POST times out (`timeout`), is retried, and once the link is back
+    every batch arrives, in order; nothing was acked while dark."""
+    proxy = await BlackholeProxy(receiver.port).start()
+    first = await fill(store, 20)
+    sink = http_sink(store, tmp_path, f"http://127.0.0.1:{proxy.port}/ingest", batch_max=10, timeout="1s",
+                     retry_min="50ms", retry_max="200ms")
+    runner.start(sink)
+    try:
+        await eventually(lambda: set(first) <= set(receiver.delivered()))
+        proxy.cut()
+        dark = await fill(store, 30)
+        await eventually(lambda: sink.stats()["retries"] >= 2, timeout=10)
+        st = sink.stats()
+        assert st["connected"] is False and "timed out" in st["last_error"].lower(), st["last_error"]
+        assert store.cursor_sync("erp") < dark[0]
+        proxy.heal()
+        await eventually(lambda: set(dark) <= set(receiver.delivered()), timeout=10)
+    finally:
+        await proxy.stop()
+    got = receiver.delivered()
+    assert sorted(set(got)) == first + dark
+    assert [s for i, s in enumerate(got) if s not in got[:i]] == first + dark  # first arrivals in seq order
 
 
 async def test_signed_payloads_verify_and_a_missing_key_is_explained(

@@ -183,6 +183,30 @@ async def test_a_newer_message_never_overtakes_an_unacked_one_after_reconnect(
     assert not check_order(subscriber.readings())
 
 
+@pytest.mark.slow
+async def test_a_link_that_goes_dark_is_detected_by_keepalive_and_nothing_is_lost(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path) -> None:
+    """A cellular link that stops passing bytes without any reset: the connection looks open, publishes
+    vanish. The keepalive finds it dead, the sink reconnects once bytes flow again, and delivers everything."""
+    first = await fill(store, 100)
+    proxy = await BlackholeProxy(broker.port).start()
+    sink = mqtt_sink(store, tmp_path, proxy.port, keepalive="5s", reconnect_min="50ms", reconnect_max="200ms")
+    runner.start(sink)
+    try:
+        assert not await asyncio.to_thread(subscriber.wait_for, set(first), 5)
+        proxy.cut()
+        dark = await fill(store, 300)  # published into the void: no PUBACK comes back
+        await eventually(lambda: not sink.stats()["connected"], timeout=20)  # within ~2 keepalives
+        assert "connection lost" in sink.stats()["last_error"]
+        assert store.cursor_sync("cloud") < dark[0]
+        proxy.heal()
+        assert not await asyncio.to_thread(subscriber.wait_for, set(dark), 15)
+    finally:
+        await proxy.stop()
+    assert not check_order(subscriber.readings())
+    await eventually(lambda: store.cursor_sync("cloud") == dark[-1])
+
+
 FLAPS = 25
 FLAP_BATCH = 20
 FLAP_INFLIGHT = 8
