@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from sync.defaults import DRAIN_TIMEOUT, IDLE_WAIT, MQTT_REPLAY_TIMEOUT, STOP_WAIT
@@ -32,7 +33,8 @@ class MqttSink(DeliverySink):
         super().__init__(config, edge_id=edge_id, store=store, data_dir=data_dir, **kw)
         self.topic = config.topic.replace("{edge}", edge_id)
         self.link: MqttLink | None = None
-        self._by_mid: dict[int, OutMessage] = {}
+        self._by_mid: dict[int, OutMessage] = {}  # published on the current connection, not yet PUBACKed
+        self._resend: deque[OutMessage] = deque()  # left unacked by a lost connection; go out before new ones
         self._waiters: dict[int, asyncio.Future[tuple[int, str]]] = {}
         self._window: AckWindow | None = None
         self._refused: list[tuple[OutMessage, str]] = []
@@ -51,6 +53,7 @@ class MqttSink(DeliverySink):
     async def _deliver(self, window: AckWindow) -> None:
         self._window = window
         self._by_mid.clear()
+        self._resend.clear()
         if self.link is not None:
             self._past_retries += self.link.attempts
         link = MqttLink(self.config, edge_id=self.edge_id, outage=self.outage, on_ack=self._on_ack,
@@ -93,10 +96,10 @@ class MqttSink(DeliverySink):
             window.skip_to(chunk.taken)
 
     async def _wait_turn(self, link: MqttLink) -> None:
-        """Until connected and within the broker's receive maximum."""
+        """Until connected, every earlier message is out again, and there is room in the broker's receive maximum."""
         while True:
             await link.wait_connected()
-            if len(self._by_mid) < link.receive_maximum and link.connected:
+            if not self._resend and len(self._by_mid) < link.data_room and link.connected:
                 return
             if self._window is not None:
                 await self._window.wait_changed_or(IDLE_WAIT)
@@ -104,18 +107,20 @@ class MqttSink(DeliverySink):
     def _on_state(self, up: bool) -> None:
         """Connected (before any new publish may go out) or lost."""
         self.connected = up
-        if up and self._by_mid and self.link is not None:
-            self._republish(self.link)
+        if up and (self._by_mid or self._resend) and self.link is not None:
+            pending = sorted([*self._by_mid.values(), *self._resend], key=lambda m: m.first_seq)
+            self._by_mid.clear()
+            self._resend = deque(pending)
+            log.info("sink %s: %d unacknowledged messages (seq %d..%d) go out again after reconnecting",
+                     self.name, len(pending), pending[0].first_seq, pending[-1].last_seq)
+            self._resend_some(self.link)
 
-    def _republish(self, link: MqttLink) -> None:
-        """Send again, in seq order, every message the last connection left without a PUBACK."""
-        pending = sorted(self._by_mid.values(), key=lambda m: m.first_seq)
-        self._by_mid.clear()
-        for m in pending:
+    def _resend_some(self, link: MqttLink) -> None:
+        """Send again, in seq order, what the last connection left unacked, as far as the receive maximum allows."""
+        while self._resend and len(self._by_mid) < link.data_room and link.connected:
+            m = self._resend.popleft()
             m.attempts += 1
             self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
-        log.info("sink %s: %d unacknowledged messages (seq %d..%d) sent again after reconnecting", self.name,
-                 len(pending), pending[0].first_seq, pending[-1].last_seq)
 
     def stats(self) -> dict[str, Any]:
         if self.link is not None:
@@ -136,6 +141,8 @@ class MqttSink(DeliverySink):
             self._refused_event.set()
         else:
             self.acked(window, message)
+        if self._resend and self.link is not None:
+            self._resend_some(self.link)
 
     async def _dead_letter_refused(self, window: AckWindow) -> None:
         while not self.stopping:

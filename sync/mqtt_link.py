@@ -110,8 +110,7 @@ class MqttLink:
     # -- event loop side ------------------------------------------------------------------------------
 
     def _connack_received(self, ok: bool, reason: str, receive_max: int | None) -> None:
-        if receive_max:
-            self.receive_maximum = int(receive_max)
+        self.receive_maximum = int(receive_max) if receive_max else 65535  # per connection: the broker may differ
         fut = self._connack
         if fut is not None and not fut.done():
             if ok:
@@ -129,6 +128,12 @@ class MqttLink:
             fut.set_exception(ConnectFailed(f"the broker closed the connection before CONNACK: {reason}{hint}"))
         self._lost_reason = reason
         self._lost.set()
+
+    @property
+    def data_room(self) -> int:
+        """How many data messages may be unacknowledged at once: the broker's receive maximum, less one kept
+        for the status message (a broker that enforces the maximum disconnects a client that exceeds it)."""
+        return max(1, self.receive_maximum - (1 if self.status_topic else 0))
 
     async def wait_connected(self) -> None:
         await self._up.wait()

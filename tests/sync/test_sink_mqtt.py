@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,58 @@ async def test_a_link_that_goes_dark_is_detected_by_keepalive_and_nothing_is_los
         await proxy.stop()
     assert not check_order(subscriber.readings())
     await eventually(lambda: store.cursor_sync("cloud") == dark[-1])
+
+
+async def test_never_more_in_flight_than_the_brokers_receive_maximum(
+        store: Store, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker's CONNACK says how many QoS 1 messages it takes unacknowledged (brokers such as EMQX or AWS IoT
+    disconnect a client that sends more). Counted on the wire side of paho, status messages included, also
+    while a full window goes out again after a reconnect."""
+    strict = Broker(tmp_path / "strict", extra=["max_inflight_messages 3"]).start()  # its Receive Maximum
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+    publish, on_publish, on_connect = MqttLink.publish, MqttLink._on_publish, MqttLink._on_connect
+
+    def counted_publish(self: MqttLink, *args: Any, **kw: Any) -> int:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        return publish(self, *args, **kw)
+
+    def counted_ack(self: MqttLink, *args: Any) -> None:
+        with lock:
+            state["now"] -= 1
+        on_publish(self, *args)
+
+    def counted_connect(self: MqttLink, *args: Any) -> None:
+        with lock:
+            state["now"] = 0  # a new connection: nothing of it is in flight yet
+        on_connect(self, *args)
+
+    monkeypatch.setattr(MqttLink, "publish", counted_publish)
+    monkeypatch.setattr(MqttLink, "_on_publish", counted_ack)
+    monkeypatch.setattr(MqttLink, "_on_connect", counted_connect)
+    sub = Subscriber(strict.port)
+    proxy = await BlackholeProxy(strict.port).start()
+    try:
+        sink = mqtt_sink(store, tmp_path, proxy.port, batch_max=5, inflight=8, reconnect_min="10ms",
+                         reconnect_max="20ms")
+        first = await fill(store, 100)
+        runner.start(sink)
+        assert not await asyncio.to_thread(sub.wait_for, set(first), 10)
+        assert sink.link is not None and sink.link.receive_maximum == 3
+        proxy.cut()
+        dark = await fill(store, 100)
+        await eventually(lambda: len(sink._by_mid) == 2)  # the most data it may have out: 3, less 1 for status
+        proxy.heal()
+        assert not await asyncio.to_thread(sub.wait_for, set(dark), 10)
+        assert not check_order(sub.readings())
+    finally:
+        await proxy.stop()
+        sub.close()
+        strict.stop()
+    assert state["most"] <= 3, state
 
 
 FLAPS = 25
