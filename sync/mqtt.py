@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.sync")
 
 REASON_FAILURE = 0x80  # MQTT 5 PUBACK reason codes from here on mean "refused"
+REPLAY_RECHECK = 0.05  # s: a replay waiting for room in the window looks again this often
 
 
 class MqttSink(DeliverySink):
@@ -88,8 +89,8 @@ class MqttSink(DeliverySink):
             chunk = await self.next_chunk()
             await window.wait_room(len(chunk.messages))
             for i, m in enumerate(chunk.messages):
-                await self._wait_turn(link)
                 await self.pacer.take(m.count, len(m.payload))
+                await self._wait_turn(link)  # then publish at once: no await between the check and the publish
                 window.add(m, chunk.covered_after(i))
                 m.attempts += 1
                 self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
@@ -99,7 +100,7 @@ class MqttSink(DeliverySink):
         """Until connected, every earlier message is out again, and there is room in the broker's receive maximum."""
         while True:
             await link.wait_connected()
-            if not self._resend and len(self._by_mid) < link.data_room and link.connected:
+            if self._has_turn(link):
                 return
             if self._window is not None:
                 await self._window.wait_changed_or(IDLE_WAIT)
@@ -115,9 +116,17 @@ class MqttSink(DeliverySink):
                      self.name, len(pending), pending[0].first_seq, pending[-1].last_seq)
             self._resend_some(self.link)
 
+    def _has_turn(self, link: MqttLink) -> bool:
+        """Connected, nothing left to send again, and room in the broker's receive maximum."""
+        return link.connected and not self._resend and self._in_flight() < link.data_room
+
+    def _in_flight(self) -> int:
+        """Publishes of ours on this connection without a PUBACK yet: data messages and dead-letter replays."""
+        return len(self._by_mid) + len(self._waiters)
+
     def _resend_some(self, link: MqttLink) -> None:
         """Send again, in seq order, what the last connection left unacked, as far as the receive maximum allows."""
-        while self._resend and len(self._by_mid) < link.data_room and link.connected:
+        while self._resend and self._in_flight() < link.data_room and link.connected:
             m = self._resend.popleft()
             m.attempts += 1
             self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
@@ -134,14 +143,13 @@ class MqttSink(DeliverySink):
             waiter.set_result((code, reason))
         message = self._by_mid.pop(mid, None)
         window = self._window
-        if message is None or window is None:
-            return
-        if code >= REASON_FAILURE:
-            self._refused.append((message, f"PUBACK reason {reason} (0x{code:02x})"))
-            self._refused_event.set()
-        else:
-            self.acked(window, message)
-        if self._resend and self.link is not None:
+        if message is not None and window is not None:
+            if code >= REASON_FAILURE:
+                self._refused.append((message, f"PUBACK reason {reason} (0x{code:02x})"))
+                self._refused_event.set()
+            else:
+                self.acked(window, message)
+        if self._resend and self.link is not None:  # any PUBACK makes room, a replay's too
             self._resend_some(self.link)
 
     async def _dead_letter_refused(self, window: AckWindow) -> None:
@@ -173,6 +181,12 @@ class MqttSink(DeliverySink):
             with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
                 device = json.loads(dead_letter.payload)["readings"][0]["device"]
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + MQTT_REPLAY_TIMEOUT
+        while not self._has_turn(link):  # checked right before the publish: it counts against the broker's limit
+            if not link.connected or loop.time() > deadline:
+                raise RuntimeError(f"sink {self.name}: no room to publish to {self.config.url} within "
+                                   f"{MQTT_REPLAY_TIMEOUT} s (not connected, or the window stayed full)")
+            await asyncio.sleep(REPLAY_RECHECK)
         mid = link.publish(self.topic_for(device), dead_letter.payload)
         fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self._waiters[mid] = fut
