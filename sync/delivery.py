@@ -262,7 +262,16 @@ class DeliverySink(Sink):
         n = len(readings)
         self._bytes_per_reading += EWMA_WEIGHT * (len(payload) / n - self._bytes_per_reading)
         return OutMessage(readings[0].seq, readings[-1].seq, n, payload, min(r.ts for r in readings),
-                          readings[0].device if self.per_device else None)
+                          readings[0].device if self.per_device else None, readings=readings)
+
+    def fit(self, message: OutMessage, max_bytes: int) -> list[OutMessage]:
+        """The message's readings in messages of at most max_bytes, in seq order: a message too large for its
+        peer is split in halves until the parts fit. A single reading larger on its own stays as it is."""
+        if len(message.payload) <= max_bytes or message.readings is None or message.count <= 1:
+            return [message]
+        half = message.count // 2
+        return [*self.fit(self._message(message.readings[:half]), max_bytes),
+                *self.fit(self._message(message.readings[half:]), max_bytes)]
 
     # -- acks -----------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.sync")
 
 GZIP_LEVEL = 6
+PAYLOAD_TOO_LARGE = 413  # split and sent again; only a single reading that is too large is dead-lettered
 RETRY_STATUSES = frozenset({408, 425, 429})  # and every 5xx, and every 3xx (the url needs fixing)
 
 
@@ -141,6 +142,16 @@ class HttpSink(DeliverySink):
                 await asyncio.sleep(delay)
                 continue
             self.outage.recovered(f"POST {cfg.url}")
+            if status == PAYLOAD_TOO_LARGE and m.count > 1 and m.readings is not None:
+                # the receiver limits its body size: send the same readings in halves (again if need be)
+                parts = self.fit(m, len(m.payload) - 1)
+                log.warning("sink %s: %s answered 413 to %d bytes: sending seq %d..%d in %d smaller messages "
+                            "(a lower batch_max avoids this)", self.name, cfg.url, len(m.payload), m.first_seq,
+                            m.last_seq, len(parts))
+                window.replace(m, parts)
+                for part in parts:
+                    await self._send(session, window, part)
+                return
             await self.dead_letter(window, m, f"HTTP {status}{': ' + text if text else ''}")
             return
 

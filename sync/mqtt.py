@@ -88,12 +88,27 @@ class MqttSink(DeliverySink):
         while not self.stopping:
             chunk = await self.next_chunk()
             await window.wait_room(len(chunk.messages))
-            for i, m in enumerate(chunk.messages):
-                await self.pacer.take(m.count, len(m.payload))
-                await self._wait_turn(link)  # then publish at once: no await between the check and the publish
-                window.add(m, chunk.covered_after(i))
-                m.attempts += 1
-                self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
+            for i, message in enumerate(chunk.messages):
+                covered = chunk.covered_after(i)
+                topic = self.topic_for(message.device)
+                parts = [message]
+                await link.wait_connected()
+                limit = link.max_payload(topic)
+                if limit is not None and len(message.payload) > limit:
+                    parts = self.fit(message, limit)  # the broker would drop the connection for it
+                for k, m in enumerate(parts):
+                    # a part covers up to the next part, but never past the next message of the chunk
+                    part_covered = min(parts[k + 1].first_seq - 1, covered) if k + 1 < len(parts) else covered
+                    if limit is not None and len(m.payload) > limit:
+                        window.add(m, part_covered)
+                        await self.dead_letter(window, m, f"one reading encodes to {len(m.payload)} bytes, more than "
+                                                          f"the broker accepts in a packet ({link.max_packet} bytes)")
+                        continue
+                    await self.pacer.take(m.count, len(m.payload))
+                    await self._wait_turn(link)  # then publish at once: no await between the check and the publish
+                    window.add(m, part_covered)
+                    m.attempts += 1
+                    self._by_mid[link.publish(topic, m.payload)] = m
             window.skip_to(chunk.taken)
 
     async def _wait_turn(self, link: MqttLink) -> None:

@@ -47,6 +47,7 @@ class MqttLink:
         self.connected = False
         self.attempts = 0  # failed connects and lost connections
         self.receive_maximum = 65535  # what the broker accepts in flight (MQTT 5 CONNACK)
+        self.max_packet: int | None = None  # the largest packet the broker accepts (MQTT 5 CONNACK), if it says
         self.status_topic = config.status_topic.replace("{edge}", edge_id) if config.status_topic else ""
         self._loop = asyncio.get_running_loop()
         self._connack: asyncio.Future[None] | None = None
@@ -92,12 +93,13 @@ class MqttLink:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Properties | None) -> None:
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
+        max_packet = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
         if not reason.is_failure:
             # Right after this callback paho would resend what the last connection left unacked, on this
             # thread, while the event loop may already publish newer messages: a newer batch could overtake
             # an older one. Drop paho's copies; the sink republishes its unacked messages first, in order.
             client.drop_out_messages()
-        self._post(self._connack_received, not reason.is_failure, str(reason), receive_max)
+        self._post(self._connack_received, not reason.is_failure, str(reason), receive_max, max_packet)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Properties | None) -> None:
@@ -109,8 +111,10 @@ class MqttLink:
 
     # -- event loop side ------------------------------------------------------------------------------
 
-    def _connack_received(self, ok: bool, reason: str, receive_max: int | None) -> None:
-        self.receive_maximum = int(receive_max) if receive_max else 65535  # per connection: the broker may differ
+    def _connack_received(self, ok: bool, reason: str, receive_max: int | None, max_packet: int | None) -> None:
+        # per connection: a different broker may answer behind the same URL
+        self.receive_maximum = int(receive_max) if receive_max else 65535
+        self.max_packet = int(max_packet) if max_packet else None
         fut = self._connack
         if fut is not None and not fut.done():
             if ok:
@@ -134,6 +138,13 @@ class MqttLink:
         """How many data messages may be unacknowledged at once: the broker's receive maximum, less one kept
         for the status message (a broker that enforces the maximum disconnects a client that exceeds it)."""
         return max(1, self.receive_maximum - (1 if self.status_topic else 0))
+
+    def max_payload(self, topic: str) -> int | None:
+        """The largest payload a PUBLISH to topic may carry on this connection (None: no limit announced)."""
+        if self.max_packet is None:
+            return None
+        # fixed header (up to 5 bytes), topic (2 + its bytes), packet id (2), MQTT 5 properties length (1)
+        return self.max_packet - 10 - len(topic.encode())
 
     async def wait_connected(self) -> None:
         await self._up.wait()

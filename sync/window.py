@@ -13,8 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sync.waiting import wait_done, wait_event
+
+if TYPE_CHECKING:
+    from edge.reading import Reading
 
 ROOM_RECHECK = 1.0  # s: wait_room looks again at least this often (it is woken by every change anyway)
 
@@ -32,6 +36,7 @@ class OutMessage:
     acked: bool = False
     sent_at: float = 0.0
     attempts: int = field(default=0)
+    readings: list[Reading] | None = field(default=None, repr=False)  # what it was encoded from (for a split)
 
 
 class AckWindow:
@@ -61,6 +66,13 @@ class AckWindow:
         the window or was skipped (the next message's first_seq - 1, or the read's last seq)."""
         self.messages.append(message)
         self.taken = max(self.taken, covered)
+
+    def replace(self, message: OutMessage, parts: list[OutMessage]) -> None:
+        """Put the parts of a message that was split (in seq order) where the message was."""
+        i = self.messages.index(message)
+        self.messages.remove(message)
+        for k, part in enumerate(parts):
+            self.messages.insert(i + k, part)
 
     def skip_to(self, seq: int) -> None:
         """Everything up to seq was taken (read, and sent, skipped or expired)."""

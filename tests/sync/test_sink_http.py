@@ -14,6 +14,7 @@ from sink_helpers import EDGE, SinkRunner, eventually, fill
 from sink_peers import Received, Receiver
 from tcp_proxy import BlackholeProxy
 
+from edge.reading import Reading
 from edge.store import Store
 from sync.http import HttpSink, retry_after
 from sync.http_config import HttpSinkConfig
@@ -120,6 +121,29 @@ async def test_400_dead_letters_the_batch_moves_on_and_replay_delivers(
     assert sorted(receiver.delivered()) == seqs
     assert len(store.dead_letters_sync(sink="erp")) == 1  # the API's replay deletes it, once, after this
     assert sink.stats()["dead_letters"] == 0
+
+
+async def test_413_sends_the_batch_again_in_smaller_parts_and_dead_letters_only_an_oversized_reading(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    """A receiver that takes at most 10 readings per body (and no value over 1,000 characters)."""
+    seqs = await fill(store, 95)
+    oversized = Reading("plc1", "log", "x" * 5000, time.time())
+    await store.append([oversized])
+    seqs += await fill(store, 20)
+    huge = oversized.seq  # given by the store's writer (durable by now)
+
+    def limited(req: Received, i: int) -> tuple[int, dict[str, str]]:
+        rs = req.payload["readings"]
+        too_big = len(rs) > 10 or any(len(str(r["value"])) > 1000 for r in rs)
+        return (413, {}) if too_big else (200, {})
+
+    receiver.responder = limited
+    sink = http_sink(store, tmp_path, receiver.url, batch_max=100)
+    runner.start(sink)
+    await eventually(lambda: store.cursor_sync("erp") == huge + 20)
+    assert receiver.delivered() == seqs  # every other reading, once, in order
+    [dl] = store.dead_letters_sync(sink="erp")
+    assert (dl.first_seq, dl.last_seq, dl.count) == (huge, huge, 1) and "HTTP 413" in dl.error
 
 
 async def test_replay_failure_raises_and_keeps_the_dead_letter(

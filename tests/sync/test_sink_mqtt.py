@@ -16,6 +16,7 @@ from sink_helpers import EDGE, SinkRunner, eventually, fill
 from sink_peers import Broker, Subscriber, check_order
 from tcp_proxy import BlackholeProxy
 
+from edge.reading import Reading
 from edge.store import DeadLetter, Store
 from sync.mqtt import MqttSink
 from sync.mqtt_config import MqttSinkConfig
@@ -258,6 +259,31 @@ async def test_never_more_in_flight_than_the_brokers_receive_maximum(
         sub.close()
         strict.stop()
     assert state["most"] <= 3, state
+
+
+async def test_messages_over_the_brokers_maximum_packet_size_are_split_and_an_oversized_reading_dead_lettered(
+        store: Store, runner: SinkRunner, tmp_path: Path) -> None:
+    """A broker that announces a Maximum Packet Size drops a client that sends more (and it would send the same
+    message again after reconnecting, forever): the sink splits batches to fit instead."""
+    small = Broker(tmp_path / "small", extra=["max_packet_size 2000"]).start()
+    sub = Subscriber(small.port)
+    try:
+        seqs = await fill(store, 95)
+        oversized = Reading("plc1", "log", "x" * 5000, time.time())
+        await store.append([oversized])
+        seqs += await fill(store, 20)
+        sink = mqtt_sink(store, tmp_path, small.port, batch_max=100)
+        runner.start(sink)
+        await eventually(lambda: store.cursor_sync("cloud") == seqs[-1])
+        assert not await asyncio.to_thread(sub.wait_for, set(seqs), 5)
+        assert sub.seqs() == seqs  # once each, in order: the connection was never dropped
+        assert sink.stats()["retries"] == 0
+        assert all(len(json.dumps(m)) < 2000 for _, m in sub.messages)
+        [dl] = store.dead_letters_sync(sink="cloud")
+        assert (dl.first_seq, dl.count) == (oversized.seq, 1) and "2000 bytes" in dl.error
+    finally:
+        sub.close()
+        small.stop()
 
 
 FLAPS = 25
