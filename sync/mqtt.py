@@ -14,7 +14,7 @@ from sync.delivery import DeliverySink
 from sync.mqtt_config import MqttSinkConfig
 from sync.mqtt_link import MqttLink
 from sync.waiting import wait_done
-from sync.window import AckWindow, OutMessage
+from sync.window import AckWindow, OutMessage, coverage_of_parts
 
 if TYPE_CHECKING:
     from edge.store import DeadLetter, Store
@@ -96,9 +96,7 @@ class MqttSink(DeliverySink):
                 limit = link.max_payload(topic)
                 if limit is not None and len(message.payload) > limit:
                     parts = self.fit(message, limit)  # the broker would drop the connection for it
-                for k, m in enumerate(parts):
-                    # a part covers up to the next part, but never past the next message of the chunk
-                    part_covered = min(parts[k + 1].first_seq - 1, covered) if k + 1 < len(parts) else covered
+                for m, part_covered in zip(parts, coverage_of_parts(parts, covered), strict=True):
                     if limit is not None and len(m.payload) > limit:
                         window.add(m, part_covered)
                         await self.dead_letter(window, m, f"one reading encodes to {len(m.payload)} bytes, more than "
