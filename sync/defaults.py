@@ -30,6 +30,8 @@ MQTT_STATUS_ONLINE = "online"
 MQTT_STATUS_OFFLINE = "offline"
 MQTT_STATUS_WAIT = 0.3  # s: on stop, the "offline" status publish is awaited this long
 MQTT_REPLAY_TIMEOUT = 30.0  # s: a replayed dead letter must be PUBACKed within this
+MQTT_THROTTLE_MIN = 1.0  # s: first pause after a PUBACK "quota exceeded" (the broker throttles this client)
+MQTT_THROTTLE_MAX = 30.0  # s: longest pause while it keeps throttling
 
 # -- HTTP -------------------------------------------------------------------------------------------------
 HTTP_TIMEOUT = 30.0  # s: one request, connect to last byte of the response

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from sync.defaults import DRAIN_TIMEOUT, IDLE_WAIT, MQTT_REPLAY_TIMEOUT, STOP_WAIT
+from sync.defaults import (
+    DRAIN_TIMEOUT,
+    IDLE_WAIT,
+    MQTT_REPLAY_TIMEOUT,
+    MQTT_THROTTLE_MAX,
+    MQTT_THROTTLE_MIN,
+    STOP_WAIT,
+)
 from sync.delivery import DeliverySink
 from sync.mqtt_config import MqttSinkConfig
 from sync.mqtt_link import MqttLink
+from sync.outage import OutageLog
+from sync.pacing import Backoff
 from sync.waiting import wait_done
 from sync.window import AckWindow, OutMessage, coverage_of_parts
 
@@ -22,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.sync")
 
 REASON_FAILURE = 0x80  # MQTT 5 PUBACK reason codes from here on mean "refused"
+QUOTA_EXCEEDED = 0x97  # PUBACK: the broker throttles (AWS IoT, EMQX...): pause and send again, never dead-letter
 REPLAY_RECHECK = 0.05  # s: a replay waiting for room in the window looks again this often
 
 
@@ -41,6 +53,10 @@ class MqttSink(DeliverySink):
         self._refused: list[tuple[OutMessage, str]] = []
         self._refused_event = asyncio.Event()
         self._past_retries = 0  # connection retries of links before the current one
+        self._throttled = 0  # messages the broker answered "quota exceeded" (sent again after a pause)
+        self._pause_until = 0.0  # monotonic: no publish before this (the broker throttles us)
+        self._throttle = Backoff(MQTT_THROTTLE_MIN, MQTT_THROTTLE_MAX)
+        self._throttle_log = OutageLog(config.name)
 
     @property
     def per_device(self) -> bool:
@@ -131,7 +147,8 @@ class MqttSink(DeliverySink):
 
     def _has_turn(self, link: MqttLink) -> bool:
         """Connected, nothing left to send again, and room in the broker's receive maximum."""
-        return link.connected and not self._resend and self._in_flight() < link.data_room
+        return (link.connected and not self._resend and self._in_flight() < link.data_room
+                and time.monotonic() >= self._pause_until)
 
     def _in_flight(self) -> int:
         """Publishes of ours on this connection without a PUBACK yet: data messages and dead-letter replays."""
@@ -139,15 +156,19 @@ class MqttSink(DeliverySink):
 
     def _resend_some(self, link: MqttLink) -> None:
         """Send again, in seq order, what the last connection left unacked, as far as the receive maximum allows."""
-        while self._resend and self._in_flight() < link.data_room and link.connected:
+        while (self._resend and self._in_flight() < link.data_room and link.connected
+               and time.monotonic() >= self._pause_until):
             m = self._resend.popleft()
             m.attempts += 1
             self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
 
     def stats(self) -> dict[str, Any]:
         if self.link is not None:
-            self.retries = self._past_retries + self.link.attempts
-        return super().stats()
+            self.retries = self._past_retries + self.link.attempts + self._throttled
+        stats = super().stats()
+        if stats["last_error"] is None:
+            stats["last_error"] = self._throttle_log.last_error
+        return stats
 
     def _on_ack(self, mid: int, code: int, reason: str) -> None:
         """A PUBACK (on the event loop): ack the message, or queue it for dead-lettering when refused."""
@@ -157,13 +178,39 @@ class MqttSink(DeliverySink):
         message = self._by_mid.pop(mid, None)
         window = self._window
         if message is not None and window is not None:
-            if code >= REASON_FAILURE:
+            if code == QUOTA_EXCEEDED:
+                self._pause_for_quota(message, reason)
+            elif code >= REASON_FAILURE:
                 self._refused.append((message, f"PUBACK reason {reason} (0x{code:02x})"))
                 self._refused_event.set()
             else:
                 self.acked(window, message)
+                if self._throttle_log.failures and time.monotonic() >= self._pause_until:
+                    self._throttle.reset()
+                    self._throttle_log.recovered(f"publishing to {self.config.url}")
         if self._resend and self.link is not None:  # any PUBACK makes room, a replay's too
             self._resend_some(self.link)
+
+    def _pause_for_quota(self, message: OutMessage, reason: str) -> None:
+        """The broker refused a message for now: send it again, before anything newer, after a pause.
+
+        Messages already in flight behind it may still be accepted, so the throttled one can arrive after
+        them: at least once holds, the order per device may not (a dead letter would break it as well)."""
+        bisect.insort(self._resend, message, key=lambda m: m.first_seq)
+        self._throttled += 1
+        delay = self._throttle.next()
+        until = time.monotonic() + delay
+        if until > self._pause_until:
+            self._pause_until = until
+            asyncio.get_running_loop().call_later(delay, self._after_pause)
+        self._throttle_log.failed(f"publishing to {self.config.url}",
+                                  f"the broker throttles: PUBACK {reason} (0x{QUOTA_EXCEEDED:02x}) for seq "
+                                  f"{message.first_seq}..{message.last_seq}; sending again in {delay:.1f} s")
+
+    def _after_pause(self) -> None:
+        link = self.link
+        if link is not None and time.monotonic() >= self._pause_until:
+            self._resend_some(link)
 
     async def _dead_letter_refused(self, window: AckWindow) -> None:
         while not self.stopping:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from sink_helpers import EDGE, SinkRunner, eventually, fill
 from sink_peers import Broker, Subscriber, check_order
 from tcp_proxy import BlackholeProxy
@@ -21,6 +23,7 @@ from edge.store import DeadLetter, Store
 from sync.mqtt import MqttSink
 from sync.mqtt_config import MqttSinkConfig
 from sync.mqtt_link import MqttLink
+from sync.pacing import Backoff
 from sync.registry import create_sink
 
 
@@ -366,6 +369,35 @@ async def test_refused_publish_is_dead_lettered_and_replay_delivers(
         await runner.stop(sink)
         sub.close()
         b.stop()
+
+
+async def test_quota_exceeded_is_retried_after_a_pause_never_dead_lettered(
+        store: Store, broker: Broker, subscriber: Subscriber, runner: SinkRunner, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brokers that throttle (AWS IoT Core, EMQX) answer PUBACK 0x97 "Quota exceeded", typically while a backlog
+    drains after an outage. mosquitto never does, so the reason code of three PUBACKs is rewritten where paho
+    hands it over (the messages did reach the broker: the subscriber sees them twice)."""
+    sinks: list[MqttSink] = []
+    rewritten: list[int] = []
+    on_publish = MqttLink._on_publish
+
+    def throttling(self: MqttLink, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        if len(rewritten) < 3 and sinks and mid in sinks[0]._by_mid:
+            rewritten.append(mid)
+            reason = ReasonCode(PacketTypes.PUBACK, "Quota exceeded")
+        on_publish(self, client, userdata, mid, reason, props)
+
+    monkeypatch.setattr(MqttLink, "_on_publish", throttling)
+    seqs = await fill(store, 1000)
+    sink = mqtt_sink(store, tmp_path, broker.port, batch_max=50)
+    sink._throttle = Backoff(0.05, 0.2)  # the shipped pause starts at 1 s
+    sinks.append(sink)
+    runner.start(sink)
+    await eventually(lambda: store.cursor_sync("cloud") == seqs[-1])
+    assert len(rewritten) == 3
+    assert not store.dead_letters_sync(sink="cloud")
+    assert not await asyncio.to_thread(subscriber.wait_for, set(seqs), 5)
+    assert sink.stats()["retries"] >= 3 and sink.stats()["dead_letters"] == 0
 
 
 def test_qos0_is_refused() -> None:
