@@ -131,6 +131,8 @@ class MqttSink(DeliverySink):
             await link.wait_connected()
             if self._has_turn(link):
                 return
+            if self._resend:  # normally sent by a PUBACK, a reconnect or the end of a pause; never left behind
+                self._resend_some(link)
             if self._window is not None:
                 await self._window.wait_changed_or(IDLE_WAIT)
 
