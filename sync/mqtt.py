@@ -161,8 +161,20 @@ class MqttSink(DeliverySink):
         while (self._resend and self._in_flight() < link.data_room and link.connected
                and time.monotonic() >= self._pause_until):
             m = self._resend.popleft()
+            topic = self.topic_for(m.device)
+            limit = link.max_payload(topic)
+            if limit is not None and len(m.payload) > limit:  # this broker takes smaller packets than the last
+                parts = self.fit(m, limit)
+                if len(parts) > 1 and self._window is not None:
+                    self._window.replace(m, parts)
+                    self._resend.extendleft(reversed(parts))
+                    continue
+                self._refused.append((m, f"one reading encodes to {len(m.payload)} bytes, more than the broker "
+                                         f"accepts in a packet ({link.max_packet} bytes)"))
+                self._refused_event.set()
+                continue
             m.attempts += 1
-            self._by_mid[link.publish(self.topic_for(m.device), m.payload)] = m
+            self._by_mid[link.publish(topic, m.payload)] = m
 
     def stats(self) -> dict[str, Any]:
         if self.link is not None:

@@ -289,6 +289,36 @@ async def test_messages_over_the_brokers_maximum_packet_size_are_split_and_an_ov
         small.stop()
 
 
+async def test_a_window_resent_to_a_broker_with_a_smaller_packet_limit_is_split(
+        store: Store, runner: SinkRunner, tmp_path: Path) -> None:
+    """Unacked 100-reading messages wait for a reconnect; the broker behind the URL is now one that takes at most
+    2,000-byte packets: they go out again split, in order, none dead-lettered."""
+    first = Broker(tmp_path / "first").start()
+    proxy = await BlackholeProxy(first.port).start()
+    second = sub = None
+    try:
+        sink = mqtt_sink(store, tmp_path, proxy.port, batch_max=100, reconnect_min="10ms", reconnect_max="50ms")
+        runner.start(sink)
+        await eventually(lambda: sink.connected)
+        proxy.cut()
+        seqs = await fill(store, 300)
+        await eventually(lambda: sink.window is not None and sink.window.unacked == 3)  # sent into the void
+        first.stop()
+        second = Broker(tmp_path / "second", port=first.port, extra=["max_packet_size 2000"]).start()
+        sub = Subscriber(second.port)
+        proxy.heal()
+        assert not await asyncio.to_thread(sub.wait_for, set(seqs), 10)
+        assert sub.seqs() == seqs
+        assert not store.dead_letters_sync(sink="cloud")
+    finally:
+        await proxy.stop()
+        if sub is not None:
+            sub.close()
+        for b in (first, second):
+            if b is not None:
+                b.stop()
+
+
 FLAPS = 25
 FLAP_BATCH = 20
 FLAP_INFLIGHT = 8
