@@ -280,6 +280,7 @@ class DeliverySink(Sink):
         if message.acked:
             return
         window.ack(message)
+        message.readings = None  # kept only in case the peer wants it split; let them go now
         now = time.monotonic()
         self.sent += message.count
         self.last_ack = time.time()
@@ -293,6 +294,7 @@ class DeliverySink(Sink):
         log.error("sink %s: seq %d..%d (%d readings) refused and dead-lettered: %s", self.name,
                   message.first_seq, message.last_seq, message.count, error)
         window.ack(message)
+        message.readings = None
 
     def replayed(self, dead_letter: DeadLetter) -> None:
         """A dead letter was delivered by replay(): one fewer in the stats (its caller deletes the row)."""
