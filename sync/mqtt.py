@@ -37,6 +37,12 @@ QUOTA_EXCEEDED = 0x97  # PUBACK: the broker throttles (AWS IoT, EMQX...): pause 
 REPLAY_RECHECK = 0.05  # s: a replay waiting for room in the window looks again this often
 
 
+def too_large(message: OutMessage, link: MqttLink) -> str:
+    """Why a message of one reading cannot be sent on this connection (its dead letter's error)."""
+    return (f"one reading encodes to {len(message.payload)} bytes, more than the broker accepts in a packet "
+            f"({link.max_packet} bytes)")
+
+
 class MqttSink(DeliverySink):
     """Publishes the contract's payload to an MQTT broker, at least once, in order per device."""
 
@@ -115,8 +121,7 @@ class MqttSink(DeliverySink):
                 for m, part_covered in zip(parts, coverage_of_parts(parts, covered), strict=True):
                     if limit is not None and len(m.payload) > limit:
                         window.add(m, part_covered)
-                        await self.dead_letter(window, m, f"one reading encodes to {len(m.payload)} bytes, more than "
-                                                          f"the broker accepts in a packet ({link.max_packet} bytes)")
+                        await self.dead_letter(window, m, too_large(m, link))
                         continue
                     await self.pacer.take(m.count, len(m.payload))
                     await self._wait_turn(link)  # then publish at once: no await between the check and the publish
@@ -169,8 +174,7 @@ class MqttSink(DeliverySink):
                     self._window.replace(m, parts)
                     self._resend.extendleft(reversed(parts))
                     continue
-                self._refused.append((m, f"one reading encodes to {len(m.payload)} bytes, more than the broker "
-                                         f"accepts in a packet ({link.max_packet} bytes)"))
+                self._refused.append((m, too_large(m, link)))
                 self._refused_event.set()
                 continue
             m.attempts += 1
