@@ -25,7 +25,7 @@ from sync.mqtt_link import MqttLink
 from sync.outage import OutageLog
 from sync.pacing import Backoff
 from sync.waiting import wait_done
-from sync.window import AckWindow, OutMessage, coverage_of_parts
+from sync.window import AckWindow, OutMessage
 
 if TYPE_CHECKING:
     from edge.store import DeadLetter, Store
@@ -110,24 +110,11 @@ class MqttSink(DeliverySink):
         while not self.stopping:
             chunk = await self.next_chunk()
             await window.wait_room(len(chunk.messages))
-            for i, message in enumerate(chunk.messages):
-                covered = chunk.covered_after(i)
-                topic = self.topic_for(message.device)
-                parts = [message]
-                await link.wait_connected()
-                limit = link.max_payload(topic)
-                if limit is not None and len(message.payload) > limit:
-                    parts = self.fit(message, limit)  # the broker would drop the connection for it
-                for m, part_covered in zip(parts, coverage_of_parts(parts, covered), strict=True):
-                    if limit is not None and len(m.payload) > limit:
-                        window.add(m, part_covered)
-                        await self.dead_letter(window, m, too_large(m, link))
-                        continue
-                    await self.pacer.take(m.count, len(m.payload))
-                    await self._wait_turn(link)  # then publish at once: no await between the check and the publish
-                    window.add(m, part_covered)
-                    m.attempts += 1
-                    self._by_mid[link.publish(topic, m.payload)] = m
+            for i, m in enumerate(chunk.messages):
+                await self.pacer.take(m.count, len(m.payload))
+                await self._wait_turn(link)  # then publish at once: no await between the check and the publish
+                window.add(m, chunk.covered_after(i))
+                self._publish(link, window, m)
             window.skip_to(chunk.taken)
 
     async def _wait_turn(self, link: MqttLink) -> None:
@@ -164,21 +151,26 @@ class MqttSink(DeliverySink):
     def _resend_some(self, link: MqttLink) -> None:
         """Send again, in seq order, what the last connection left unacked, as far as the receive maximum allows."""
         while (self._resend and self._in_flight() < link.data_room and link.connected
-               and time.monotonic() >= self._pause_until):
-            m = self._resend.popleft()
-            topic = self.topic_for(m.device)
-            limit = link.max_payload(topic)
-            if limit is not None and len(m.payload) > limit:  # this broker takes smaller packets than the last
-                parts = self.fit(m, limit)
-                if len(parts) > 1 and self._window is not None:
-                    self._window.replace(m, parts)
-                    self._resend.extendleft(reversed(parts))
-                    continue
+               and time.monotonic() >= self._pause_until and self._window is not None):
+            self._publish(link, self._window, self._resend.popleft())
+
+    def _publish(self, link: MqttLink, window: AckWindow, m: OutMessage) -> None:
+        """Publish a message that is in the window. One larger than the broker takes in a packet is split in
+        the window and its parts go out first, through the resend queue; a single reading too large is refused."""
+        topic = self.topic_for(m.device)
+        limit = link.max_payload(topic)
+        if limit is not None and len(m.payload) > limit:
+            parts = self.fit(m, limit)
+            if len(parts) > 1:
+                window.replace(m, parts)
+                self._resend.extendleft(reversed(parts))
+                self._resend_some(link)
+            else:
                 self._refused.append((m, too_large(m, link)))
                 self._refused_event.set()
-                continue
-            m.attempts += 1
-            self._by_mid[link.publish(topic, m.payload)] = m
+            return
+        m.attempts += 1
+        self._by_mid[link.publish(topic, m.payload)] = m
 
     def stats(self) -> dict[str, Any]:
         if self.link is not None:

@@ -130,8 +130,3 @@ class AckWindow:
                 self._waiters.remove(fut)
             fut.cancel()
 
-
-def coverage_of_parts(parts: list[OutMessage], covered: int) -> list[int]:
-    """What each part of a split message covers for `AckWindow.add`: up to the next part, but never past what
-    the whole message covered (with per-device messages the next part's seqs may lie beyond other devices')."""
-    return [min(parts[k + 1].first_seq - 1, covered) if k + 1 < len(parts) else covered for k in range(len(parts))]
