@@ -6,7 +6,7 @@ import functools
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -63,7 +63,6 @@ class Config:
     pipeline: PipelineSection
     devices: list[DeviceConfig]
     sinks: list[SinkConfig]
-    raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -277,7 +276,7 @@ def parse_text(text: str, file: str, secrets: bool = False) -> Config:
         source=Path(file).resolve() if file != "<string>" else Path.cwd() / "edge.toml",
         edge=data.edge, store=data.store, api=data.api, discovery=data.discovery, pipeline=data.pipeline,
         devices=list(data.device), sinks=list(data.sink),
-    )  # not raw=raw: nothing reads it, and it held the parsed TOML (~0.5 KB per point) for the daemon's life
+    )  # the parsed TOML is not kept: nothing reads it, and it held ~0.5 KB per point for the daemon's life
 
 
 def default_path() -> str:

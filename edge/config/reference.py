@@ -15,7 +15,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from drivers import registry as driver_registry
-from edge.config.models import ApiSection, DiscoverySection, EdgeSection, PipelineSection, StoreSection, TransformSpec
+from edge.config.loader import _root_model
+from edge.config.models import TransformSpec
 from edge.quantities import format_duration, format_size
 from sync import registry as sink_registry
 
@@ -106,9 +107,11 @@ def _point_model(model: type[BaseModel]) -> type[BaseModel] | None:
 
 def render() -> str:
     parts = [HEADER]
-    for title, model in (("[edge]", EdgeSection), ("[store]", StoreSection), ("[api]", ApiSection),
-                         ("[discovery]", DiscoverySection), ("[pipeline]", PipelineSection),
-                         ("[[pipeline.transform]]", TransformSpec)):
+    sections: list[tuple[str, type[BaseModel]]] = [
+        (f"[{name}]", f.annotation) for name, f in _root_model().model_fields.items()
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]  # not the device/sink lists
+    sections.append(("[[pipeline.transform]]", TransformSpec))
+    for title, model in sections:
         parts.append(f"## {title}\n\n{table(model, skip=('transform',))}\n")
     for name in sorted(driver_registry.DRIVERS):
         model = driver_registry._load(driver_registry.DRIVERS[name][0])

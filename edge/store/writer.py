@@ -670,7 +670,7 @@ class Writer:
         n = min(held, max(int(self._room_for(n_readings) / per_row) + 1, held // FULL_DROP_FRACTION))
         return self._delete_prefix(first + n - 1, reason="full")
 
-    def _delete_prefix(self, upto: int, reason: str | None, log_event: bool = False) -> int:
+    def _delete_prefix(self, upto: int, reason: str | None) -> int:
         """Delete readings with seq <= upto in one transaction. reason=None means: acknowledged by all."""
         first = self.state.first_seq
         if upto < first:
