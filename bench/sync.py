@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,10 +19,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "sync")]  # sink_peers: the tests' mosquitto
 
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from sink_peers import Broker  # noqa: E402
 
 from edge.reading import Reading  # noqa: E402
 from edge.store import Store, StoreOptions  # noqa: E402
@@ -38,28 +37,6 @@ DEVICES = 10
 POINTS = 10
 FILL_CHUNK = 10_000
 TIMEOUT = 300.0  # s for the whole run
-READY_TIMEOUT = 10.0
-
-
-def start_broker(where: Path) -> tuple[subprocess.Popen[bytes], int]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = where / "mosquitto.conf"
-    conf.write_text(f"user root\npersistence false\nallow_anonymous true\nlog_dest none\nlistener {port} 127.0.0.1\n")
-    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def fill(store: Store, n: int) -> None:
@@ -154,7 +131,8 @@ def main() -> None:
     args = ap.parse_args()
     n = args.readings
     with tempfile.TemporaryDirectory(prefix="edge-bench-sync-") as tmp:
-        broker, port = start_broker(Path(tmp))
+        broker = Broker(Path(tmp) / "mosquitto").start()
+        port = broker.port
         try:
             store = Store.open(Path(tmp) / "data", StoreOptions())
             t0 = time.perf_counter()
@@ -179,8 +157,7 @@ def main() -> None:
             print(f"for scale: fetching the rows as plain tuples alone: {fetch_rate:,.0f} readings/s "
                   f"(ratio {fetch_rate / raw_rate:.2f}: the bound for any drain that reads per-reading rows)")
         finally:
-            broker.terminate()
-            broker.wait()
+            broker.stop()
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ class MqttSink(DeliverySink):
         self._by_mid: dict[int, OutMessage] = {}  # published on the current connection, not yet PUBACKed
         self._resend: deque[OutMessage] = deque()  # left unacked by a lost connection; go out before new ones
         self._waiters: dict[int, asyncio.Future[tuple[int, str]]] = {}
-        self._window: AckWindow | None = None
         self._refused: list[tuple[OutMessage, str]] = []
         self._refused_event = asyncio.Event()
         self._past_retries = 0  # connection retries of links before the current one
@@ -74,7 +73,6 @@ class MqttSink(DeliverySink):
     # -- delivering -----------------------------------------------------------------------------------
 
     async def _deliver(self, window: AckWindow) -> None:
-        self._window = window
         self._by_mid.clear()
         self._resend.clear()
         if self.link is not None:
@@ -125,8 +123,8 @@ class MqttSink(DeliverySink):
                 return
             if self._resend:  # normally sent by a PUBACK, a reconnect or the end of a pause; never left behind
                 self._resend_some(link)
-            if self._window is not None:
-                await self._window.wait_changed_or(IDLE_WAIT)
+            if self.window is not None:
+                await self.window.wait_changed_or(IDLE_WAIT)
 
     def _on_state(self, up: bool) -> None:
         """Connected (before any new publish may go out) or lost."""
@@ -151,8 +149,8 @@ class MqttSink(DeliverySink):
     def _resend_some(self, link: MqttLink) -> None:
         """Send again, in seq order, what the last connection left unacked, as far as the receive maximum allows."""
         while (self._resend and self._in_flight() < link.data_room and link.connected
-               and time.monotonic() >= self._pause_until and self._window is not None):
-            self._publish(link, self._window, self._resend.popleft())
+               and time.monotonic() >= self._pause_until and self.window is not None):
+            self._publish(link, self.window, self._resend.popleft())
 
     def _publish(self, link: MqttLink, window: AckWindow, m: OutMessage) -> None:
         """Publish a message that is in the window. One larger than the broker takes in a packet is split in
@@ -186,7 +184,7 @@ class MqttSink(DeliverySink):
         if waiter is not None and not waiter.done():
             waiter.set_result((code, reason))
         message = self._by_mid.pop(mid, None)
-        window = self._window
+        window = self.window
         if message is not None and window is not None:
             if code == QUOTA_EXCEEDED:
                 self._pause_for_quota(message, reason)

@@ -70,7 +70,7 @@ class AckWindow:
     def replace(self, message: OutMessage, parts: list[OutMessage]) -> None:
         """Put the parts of a message that was split (in seq order) where the message was."""
         i = self.messages.index(message)
-        self.messages.remove(message)
+        del self.messages[i]
         for k, part in enumerate(parts):
             self.messages.insert(i + k, part)
 
