@@ -78,7 +78,6 @@ class EdgeApp(App[None]):
         self.state = DaemonState()
         self.last_report: Path | None = None
         self._refreshing = False
-        self.refresh_failures = 0
 
     # -- talking to the daemon ------------------------------------------------------------------------
 
@@ -135,7 +134,6 @@ class EdgeApp(App[None]):
             await self.refresh_state()
         except Exception as e:  # a display glitch must never end the technician's session
             log.exception("refresh failed")
-            self.refresh_failures += 1
             self.sub_title = f"⚠ display error: {type(e).__name__}: {e}"
         finally:
             self._refreshing = False

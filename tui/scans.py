@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,19 +134,14 @@ class Scanner:
                     f"(the {kind} driver is not installed)")
         return None
 
-    async def run(self, kind: str, target: str, units: list[int], timeout: float, interfaces: list[str],
-                  on_found: Callable[[Finding], None] | None = None) -> list[Finding]:
+    async def run(self, kind: str, target: str, units: list[int], timeout: float,
+                  interfaces: list[str]) -> list[Finding]:
         """Findings of one scan. Raises ImportError (driver missing), OSError or ValueError (bad target)."""
         spec = next(k for k in KINDS if k.key == kind)
         mod = importlib.import_module(spec.module)
         if kind == "zeroconf":
             ifaces = target.replace(",", " ").split() or interfaces
-
-            def found_one(item: dict[str, Any]) -> None:
-                if on_found is not None:
-                    on_found(from_zeroconf(item))
-
-            return [from_zeroconf(x) for x in await mod.browse(timeout, ifaces, on_found=found_one)]
+            return [from_zeroconf(x) for x in await mod.browse(timeout, ifaces)]
         if kind == "modbus-tcp":
             host, _, port_text = target.strip().partition(":")
             if not host:

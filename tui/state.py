@@ -20,7 +20,6 @@ class DaemonState:
     devices: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    updated: float | None = None
     history: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
     _last_seq: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -31,7 +30,7 @@ class DaemonState:
 
     def update(self, devices: list[dict[str, Any]], stats: dict[str, Any], now: float) -> None:
         """Take new documents; append new values to the history and measure poll rates."""
-        self.devices, self.stats, self.updated, self.error = devices, stats, now, None
+        self.devices, self.stats, self.error = devices, stats, None
         for dev in devices:
             name = dev["name"]
             polls = int(dev["status"].get("polls", 0))

@@ -163,8 +163,8 @@ class FakeClient:
 class FakeScanner(Scanner):
     """Finds the same three things every time, at once."""
 
-    async def run(self, kind: str, target: str, units: list[int], timeout: float, interfaces: list[str],
-                  on_found: Any = None) -> list[Finding]:
+    async def run(self, kind: str, target: str, units: list[int], timeout: float,
+                  interfaces: list[str]) -> list[Finding]:
         return [
             Finding("_edge._tcp", "bakery-1", "10.0.0.5:8470", "id=bakery-1 version=0.1.0 api=/v1",
                     note="another edge appliance: attach with  edge tui --url http://10.0.0.5:8470  --token …"),

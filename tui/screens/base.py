@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.screen import Screen
+from textual.widgets import DataTable
 
 if TYPE_CHECKING:
     from tui.app import EdgeApp
@@ -22,3 +23,16 @@ class EdgeScreen(Screen[None]):
 
     async def on_screen_resume(self) -> None:
         await self.update_view()
+
+
+def fill_table(table: DataTable[Any], rows: list[tuple[str, list[str]]]) -> None:
+    """Show rows of (key, cells): update the cells in place when the keys are the same (keeps the cursor),
+    else rebuild the table."""
+    if [str(r.value) for r in table.rows] == [k for k, _ in rows]:
+        for key, cells in rows:
+            for column, cell in zip(table.columns, cells, strict=False):
+                table.update_cell(key, column, cell)
+        return
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
 
 from tui import format as fmt
-from tui.screens.base import EdgeScreen
+from tui.screens.base import EdgeScreen, fill_table
 
 TREND_WIDTH = 16  # characters of the per-point sparkline column
 VALUE_WIDTH = 12
@@ -215,14 +215,7 @@ class DeviceScreen(EdgeScreen):
             rows.append((point, [point, value, r.get("unit") or "", q,
                                  fmt.sparkline(state.history.get((self.device, point), []), TREND_WIDTH),
                                  "W" if point in self.writable else ""]))
-        if [str(k.value) for k in table.rows] == [k for k, _ in rows]:
-            for key, cells in rows:
-                for column, cell in zip(table.columns, cells, strict=False):
-                    table.update_cell(key, column, cell)
-        else:
-            table.clear()
-            for key, cells in rows:
-                table.add_row(*cells, key=key)
+        fill_table(table, rows)
         self._show_trend()
 
     def _selected_point(self) -> str | None:

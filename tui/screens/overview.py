@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 from tui import format as fmt
-from tui.screens.base import EdgeScreen
+from tui.screens.base import EdgeScreen, fill_table
 from tui.screens.device import DeviceScreen
 
 STATE_STYLE = {"up": "green", "degraded": "yellow", "down": "bold red", "starting": "cyan", "disabled": "dim"}
@@ -58,13 +58,13 @@ class OverviewScreen(EdgeScreen):
             return  # not mounted yet: on_mount adds the columns, then the next refresh fills them
         state = self.edge.state
         now = self.edge.clock()
-        self._fill(self.query_one("#devices", DataTable), [
+        fill_table(self.query_one("#devices", DataTable), [
             (d["name"], [d["name"], d.get("driver", ""), styled_state(d["status"]["state"]),
                          fmt.ago(d["status"].get("last_poll"), now),
                          str(d["status"].get("poll_errors", 0)), f"{state.poll_rate(d):.1f}/s"])
             for d in state.devices])
         sinks: dict[str, Any] = state.stats.get("sinks") or {}
-        self._fill(self.query_one("#sinks", DataTable), [
+        fill_table(self.query_one("#sinks", DataTable), [
             (name, [name, s.get("type", ""),
                     "[green]yes[/]" if s.get("connected") else "[red]no[/]",
                     str(s.get("backlog_readings", "?")), fmt.duration(s.get("oldest_unsent_age_s")),
@@ -82,19 +82,6 @@ class OverviewScreen(EdgeScreen):
             alarms.insert(0, state.error)
         self.query_one("#alarms", Static).update(
             "\n".join(f"[bold red]⚠ {escape(a)}[/]" for a in alarms) if alarms else "[green]✓ no alarms[/]")
-
-    @staticmethod
-    def _fill(table: DataTable[Any], rows: list[tuple[str, list[str]]]) -> None:
-        """Update cells in place when the rows are the same (keeps the cursor), else rebuild."""
-        keys = [k for k, _ in rows]
-        if [str(r.value) for r in table.rows] == keys:
-            for key, cells in rows:
-                for column, cell in zip(table.columns, cells, strict=False):
-                    table.update_cell(key, column, cell)
-            return
-        table.clear()
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "devices" and event.row_key.value:
