@@ -60,6 +60,10 @@ def _is_full(e: BaseException) -> bool:
     return "full" in str(e)
 
 
+class StillFull(Exception):
+    """Not even the batch without its readings fits: they are counted as rejected_full already."""
+
+
 @dataclass
 class Command:
     """One queued change. `op` names the method `_op_<op>` that applies it inside the transaction."""
@@ -311,7 +315,8 @@ class Writer:
 
     def _fail(self, batch: list[Command], error: BaseException) -> None:
         lost = sum(c.readings for c in batch)
-        if lost:  # appends have no future: count them, or they would vanish without a trace
+        if lost and not isinstance(error, StillFull):  # appends have no future: count them, or they would
+            # vanish without a trace (StillFull: counted as rejected_full already, once is enough)
             self.count("dropped_write_error", lost)
             log.error("%d readings lost: the store could not write them (%s)", lost, error)
         for cmd in batch:
@@ -553,10 +558,10 @@ class Writer:
             self._make_room()
             try:
                 results = self._transaction(batch, skip_readings=True)
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as still:
                 self._rollback()
                 self.count("rejected_full", n_readings)  # kept in memory, saved with the next commit
-                raise
+                raise StillFull(str(still)) from still
         self._after_full()
         return results
 
