@@ -126,8 +126,8 @@ class Writer:
         self._tail_ok = True  # the batch being written may go to the tail (see _op_append)
         self.thread = threading.Thread(target=self._run, name="edge-store-writer", daemon=True)
         self._load_state()
-        page_size = con.execute("PRAGMA page_size").fetchone()[0]
-        con.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_AUTOCHECKPOINT_BYTES // page_size, 16)}")
+        self.page_size: int = con.execute("PRAGMA page_size").fetchone()[0]  # fixed once the file exists
+        con.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_AUTOCHECKPOINT_BYTES // self.page_size, 16)}")
         self._restore_spare()
 
     # -- queue side (any thread) ----------------------------------------------------------------------
@@ -573,8 +573,7 @@ class Writer:
 
     def _free_pages_bytes(self) -> int:
         """Room inside the database file (pages on its freelist) that new rows can use without growing it."""
-        page_size = self.con.execute("PRAGMA page_size").fetchone()[0]
-        return int(self.con.execute("PRAGMA freelist_count").fetchone()[0] * page_size)
+        return int(self.con.execute("PRAGMA freelist_count").fetchone()[0] * self.page_size)
 
     def _after_full(self) -> None:
         """After a batch was handled on a full disk: record the event once, try to get the spare back."""
@@ -736,7 +735,6 @@ class Writer:
             con.execute("DELETE FROM events WHERE id <= ?", (ev - opt.max_events,))
 
     def used_bytes(self) -> int:
-        page_size = self.con.execute("PRAGMA page_size").fetchone()[0]
         pages = self.con.execute("PRAGMA page_count").fetchone()[0]
         free = self.con.execute("PRAGMA freelist_count").fetchone()[0]
-        return int((pages - free) * page_size)
+        return int((pages - free) * self.page_size)
