@@ -122,20 +122,30 @@ class OpcuaPollDriver(_OpcuaDriver):
                 return self.bad_cycle(_describe(e))
         return await self._read_all()
 
+    _plan: tuple[object, list[str], list[ua.ReadParameters]] | None = None  # (for these points, names, requests)
+
+    def _read_plan(self) -> tuple[list[str], list[ua.ReadParameters]]:
+        """The point names and Read requests, built once per session (the points resolve anew on reconnect)."""
+        points = self.session.points
+        if self._plan is None or self._plan[0] is not points:
+            node_ids = list(points.node_ids.values())
+            per_request = self.session.max_nodes_per_read or len(node_ids)  # one Read, unless the server caps it
+            self._plan = (points, list(points.node_ids),
+                          [_read_params(node_ids[i : i + per_request]) for i in range(0, len(node_ids), per_request)])
+        return self._plan[1], self._plan[2]
+
     async def _read_all(self) -> list[Reading]:
         client = self.session.client
         assert client is not None
-        names = list(self.session.points.node_ids)
+        names, requests = self._read_plan()
         local = time.time()
         readings = self._unresolved(local)
         if not names:
             return readings
-        node_ids = list(self.session.points.node_ids.values())
-        per_request = self.session.max_nodes_per_read or len(node_ids)
         try:
             values: list[ua.DataValue] = []
-            for start in range(0, len(node_ids), per_request):  # one Read, unless the server caps its size
-                values += await client.uaclient.read(_read_params(node_ids[start : start + per_request]))
+            for params in requests:
+                values += await client.uaclient.read(params)
         except ua.UaStatusCodeError as e:  # the server answered: the session is fine, the request was not
             error = f"read refused: {_describe(e)}"
             self._log_failure("read refused", e)
