@@ -6,10 +6,13 @@ Keys live in ``<data_dir>/keys/`` with mode 0600 (the folder 0700): ``signing.ke
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge.signing import fingerprint, public_key_b64
+from edge.signing import fingerprint, public_key_b64, sign_payload
 
 __all__ = [
     "EDGE_URN_PREFIX",
@@ -246,3 +249,13 @@ def describe(data_dir: str | os.PathLike[str]) -> dict[str, str | None]:
         "csr_file": str(files.tls_csr) if files.tls_csr.exists() else None,
         "csr_subject": csr_subject,
     }
+
+
+def payload_signer(data_dir: str | os.PathLike[str], setting: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """sign_payload bound to the appliance's key; OSError naming the setting (e.g. `api.sign`) when the key
+    is unusable, so start-up or the sink's run fails with a clear reason."""
+    try:
+        key = load_signing_key(data_dir)
+    except IdentityError as e:
+        raise OSError(f"{setting} = true but the signing key is unusable: {e}") from e
+    return functools.partial(sign_payload, key=key)

@@ -63,16 +63,12 @@ def expired_counter(sink: str) -> str:
 
 def payload_signer(data_dir: str) -> Callable[[bytes], bytes]:
     """Encoded payload → the same payload with its Ed25519 `sig`; raises OSError when the key is unusable."""
-    from edge.identity import IdentityError, load_signing_key
-    from edge.signing import sign_payload
+    from edge.identity import payload_signer as signer_of
 
-    try:
-        key = load_signing_key(data_dir)
-    except IdentityError as e:
-        raise OSError(f"sign = true but the signing key is unusable: {e}") from e
+    sign_dict = signer_of(data_dir, "sign")
 
     def sign(payload: bytes) -> bytes:
-        signed = sign_payload(json.loads(payload), key)
+        signed = sign_dict(json.loads(payload))
         return json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode()
 
     return sign

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -117,14 +116,9 @@ class ApiServer:
 
     def _signer(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """sign_payload bound to the appliance's key; a missing key stops start-up with a clear error."""
-        from edge.identity import IdentityError, load_signing_key
-        from edge.signing import sign_payload
+        from edge.identity import payload_signer
 
-        try:
-            key = load_signing_key(self.daemon.data_dir)
-        except IdentityError as e:
-            raise OSError(f"api.sign = true but the signing key is unusable: {e}") from e
-        return functools.partial(sign_payload, key=key)
+        return payload_signer(self.daemon.data_dir, "api.sign")
 
     async def stop(self) -> None:
         if self.runner is not None:
