@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.modbus.defaults import DEFAULT_BAUDRATE, DEFAULT_TCP_PORT
+
 DEFAULT_TIMEOUT = 2.0  # seconds a zeroconf browse listens; per unit id for Modbus scans
 DEFAULT_UNITS = "1-10"
-MODBUS_TCP_PORT = 502
-SERIAL_BAUDRATE = 9600
 MAX_CANDIDATE_POINTS = 16  # registers/nodes offered as points in the add-device form
 
 
@@ -84,7 +84,7 @@ def from_modbus(found: dict[str, Any], host: str | None, port: int | None, seria
         elif values:
             shown.append(f"{table}: {values}")
     if serial:
-        device = {"driver": "modbus-rtu", "serial": serial, "baudrate": SERIAL_BAUDRATE, "unit": unit}
+        device = {"driver": "modbus-rtu", "serial": serial, "baudrate": DEFAULT_BAUDRATE, "unit": unit}
         where = f"{serial} unit {unit}"
     else:
         device = {"driver": "modbus-tcp", "host": host, "port": port, "unit": unit}
@@ -146,12 +146,12 @@ class Scanner:
             host, _, port_text = target.strip().partition(":")
             if not host:
                 raise ValueError("type the host to scan, e.g. 192.168.1.20 or 192.168.1.20:502")
-            port = int(port_text) if port_text else MODBUS_TCP_PORT
+            port = int(port_text) if port_text else DEFAULT_TCP_PORT
             return [from_modbus(x, host, port, None) for x in await mod.scan_tcp(host, port, units, timeout)]
         if kind == "modbus-rtu":
             if not target.strip():
                 raise ValueError("type the serial port to scan, e.g. /dev/ttyUSB0")
-            found = await mod.scan_serial(target.strip(), SERIAL_BAUDRATE, units, timeout)
+            found = await mod.scan_serial(target.strip(), DEFAULT_BAUDRATE, units, timeout)
             return [from_modbus(x, None, None, target.strip()) for x in found]
         if kind == "opcua":
             if not target.strip().startswith("opc.tcp://"):
