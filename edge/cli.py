@@ -6,9 +6,11 @@ Exit codes: 0 ok, 1 user error (bad config, bad arguments), 2 runtime failure.
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import json
 import sys
+import urllib.parse
 from typing import Any, NoReturn
 
 import click
@@ -23,6 +25,7 @@ ZEROCONF_TIMEOUT = 3.0
 MODBUS_PROBE_TIMEOUT = 0.3  # per unit id: 247 silent ids take about a minute and a quarter
 OPCUA_BROWSE_TIMEOUT = 10.0
 BLE_SCAN_TIMEOUT = 5.0
+DEAD_LETTERS_PAGE = 1000  # dead letters asked of the daemon per request when listing or replaying all
 
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:
@@ -154,7 +157,8 @@ def write(config_path: str | None, device: str, point: str, value: str) -> None:
     """Write VALUE to a writable POINT of DEVICE through the running daemon (audited)."""
     parsed: Any = _parse_value(value)
     client = _admin_client(config_path)
-    result = _call(client, "POST", f"/v1/devices/{device}/points/{point}", {"value": parsed})
+    path = f"/v1/devices/{urllib.parse.quote(device, safe='')}/points/{urllib.parse.quote(point, safe='')}"
+    result = _call(client, "POST", path, {"value": parsed})
     click.echo(f"{device}/{point} = {json.dumps(result['written'])} (read back {json.dumps(result['read_back'])})")
 
 
@@ -184,7 +188,8 @@ def _admin_client(config_path: str | None, url: str | None = None, token: str | 
     if sock is None or not sock.exists():
         from edge.api.tokens import first_token
 
-        return AdminClient(url=f"http://{cfg.api.host}:{cfg.api.port}", token=first_token(cfg.tokens_path))
+        host = f"[{cfg.api.host}]" if ":" in cfg.api.host else cfg.api.host  # an IPv6 address
+        return AdminClient(url=f"http://{host}:{cfg.api.port}", token=first_token(cfg.tokens_path))
     return AdminClient(socket=sock)
 
 
@@ -202,8 +207,11 @@ def _call(client: Any, method: str, path: str, body: Any = None) -> Any:
 def _store_readonly(config_path: str | None) -> Any:
     """The store itself when no daemon holds it; None when a daemon is running (use its API)."""
     from edge.store import Store, StoreLocked
+    from edge.store.store import DB_NAME
 
     cfg = _load(config_path)
+    if not (cfg.data_dir / DB_NAME).exists():  # inspecting must not create a store (as root, one the daemon can't open)
+        fail(f"no store in {cfg.data_dir} (data_dir): the daemon has not run with this config yet", EXIT_USER)
     try:
         return Store.open(cfg.data_dir, cfg.store.options())
     except StoreLocked:
@@ -243,11 +251,10 @@ def dead_letters_list(config_path: str | None, sink: str | None, as_json: bool) 
     """Every dead-lettered batch: id, sink, seq range, count, error."""
     st = _store_readonly(config_path)
     if st is None:
-        path = "/v1/dead-letters" + (f"?sink={sink}" if sink else "")
-        letters = _call(_admin_client(config_path), "GET", path)["dead_letters"]
+        letters = _all_dead_letters(_admin_client(config_path), sink)
     else:
         try:
-            letters = [x.to_dict() for x in st.dead_letters_sync(sink)]
+            letters = [x.to_dict() for x in st.dead_letters_sync(sink, payloads=False)]
         finally:
             st.close()
     if as_json:
@@ -260,6 +267,19 @@ def dead_letters_list(config_path: str | None, sink: str | None, as_json: bool) 
                    f"{x['ts']}\t{x['error']}")
 
 
+def _all_dead_letters(client: Any, sink: str | None) -> list[dict[str, Any]]:
+    """Every dead letter the daemon holds, page by page."""
+    out: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        query = {"after": str(after), "limit": str(DEAD_LETTERS_PAGE)} | ({"sink": sink} if sink else {})
+        page = _call(client, "GET", "/v1/dead-letters?" + urllib.parse.urlencode(query))
+        out += page["dead_letters"]
+        if len(page["dead_letters"]) < DEAD_LETTERS_PAGE:
+            return out
+        after = page["next"]
+
+
 @dead_letters.command("replay")
 @config_option
 @click.argument("ids", nargs=-1, type=int)
@@ -268,7 +288,7 @@ def dead_letters_replay(config_path: str | None, ids: tuple[int, ...], replay_al
     """Deliver dead letters again through their sinks (the daemon must be running)."""
     client = _admin_client(config_path)
     if replay_all:
-        ids = tuple(x["id"] for x in _call(client, "GET", "/v1/dead-letters")["dead_letters"])
+        ids = tuple(x["id"] for x in _all_dead_letters(client, None))
     if not ids:
         fail("name dead letter ids to replay, or --all")
     for ident in ids:
@@ -317,6 +337,8 @@ def discover(timeout: float | None, interfaces: tuple[str, ...], modbus_tcp: str
     except ImportError as e:
         fail(f"this kind of discovery is not available in this build ({e.name})", EXIT_RUNTIME)
     except OSError as e:  # the network, the bus or the peer failed: a runtime failure
+        if interfaces and e.errno in (errno.ENODEV, errno.EADDRNOTAVAIL):  # unless the user named a wrong address
+            fail(f"--interface {', '.join(interfaces)}: not an address of this machine's interfaces ({e})")
         fail(str(e), EXIT_RUNTIME)
     except ValueError as e:  # what was asked cannot be done as given (an unknown interface, a bad port): user error
         fail(str(e), EXIT_USER)

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from edge.store import Store
 
 DEFAULT_LIMIT = 500
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+DEAD_LETTERS_PAGE = 1000  # dead letters per GET /v1/dead-letters page, unless limit= says otherwise
+DEAD_LETTERS_PAGE_MAX = 10_000
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # used with fullmatch: "$" would let a final newline in
 MAX_SEQ = 2**63 - 1
 
 routes = web.RouteTableDef()
@@ -62,10 +64,9 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(name, f"{name}: expected an integer, found {raw[:40]!r}") from None
+    if not (raw.isascii() and raw.isdigit()):  # int() would also take "+1", " 1", "1_0" and non-ASCII digits
+        raise BadParameter(name, f"{name}: expected an integer, found {raw[:40]!r}")
+    value = int(raw)
     if not lo <= value <= hi:
         raise BadParameter(name, f"{name}: expected {lo}..{hi}, found {value}")
     return value
@@ -73,7 +74,7 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -
 
 def name_param(request: web.Request, name: str) -> str:
     value = request.match_info[name]
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise BadParameter(name, f"{name}: expected a name matching [A-Za-z0-9._-]{{1,64}}, found {value[:70]!r}")
     return value
 
@@ -81,7 +82,7 @@ def name_param(request: web.Request, name: str) -> str:
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, LookupError, RecursionError):  # bad JSON or UTF-8, unknown charset, absurd nesting
         raise BadParameter("body", "body: expected a JSON object") from None
     if not isinstance(body, dict):
         raise BadParameter("body", "body: expected a JSON object")
@@ -264,9 +265,14 @@ async def events(request: web.Request) -> web.Response:
 
 @routes.get("/v1/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
+    """A page of dead letters (no payloads), oldest first: `next` is the `after` for the following page."""
     sink = request.query.get("sink")
-    found = await store_of(request).run_read(lambda s: s.dead_letters_sync(sink))
-    return web.json_response({"dead_letters": [x.to_dict() for x in found]})
+    after = int_param(request, "after", 0, 0, MAX_SEQ)
+    limit = int_param(request, "limit", DEAD_LETTERS_PAGE, 1, DEAD_LETTERS_PAGE_MAX)
+    found = await store_of(request).run_read(lambda s: s.dead_letters_sync(sink, after=after, limit=limit,
+                                                                           payloads=False))
+    return web.json_response({"dead_letters": [x.to_dict() for x in found],
+                              "next": found[-1].id if found else after})
 
 
 @routes.post("/v1/dead-letters/{id}/replay")

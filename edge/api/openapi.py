@@ -139,10 +139,13 @@ def document() -> dict[str, Any]:
                 params=[_query("after", SEQ, "events with id greater than this"),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most this many"),
                         _query("kind", {"type": "string"}, "only events of this kind")])},
-            "/v1/dead-letters": {"get": _op("Dead-lettered batches", _ok({
-                "type": "object", "required": ["dead_letters"],
-                "properties": {"dead_letters": {"type": "array", "items": obj}}}),
-                params=[_query("sink", {"type": "string"}, "only this sink's")])},
+            "/v1/dead-letters": {"get": _op("Dead-lettered batches, oldest first, without their payloads", _ok({
+                "type": "object", "required": ["dead_letters", "next"],
+                "properties": {"dead_letters": {"type": "array", "items": obj}, "next": SEQ}}), 400,
+                params=[_query("sink", {"type": "string"}, "only this sink's"),
+                        _query("after", SEQ, "dead letters with id greater than this"),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000},
+                               "at most this many (default 1000)")])},
             "/v1/dead-letters/{id}": {
                 "parameters": [_path_param("id", SEQ)],
                 "delete": _op("Discard a dead letter", _ok(obj), 400, 403, 404)},

@@ -72,9 +72,13 @@ class TokenCheck:
 
     def scope(self, header: str | None) -> str | None:
         """FULL or PULL for a known token, None otherwise (every token is compared, whatever matches)."""
-        if not header or not header.startswith("Bearer "):
+        scheme, _, credentials = (header or "").partition(" ")
+        if scheme.lower() != "bearer":  # the scheme name is case-insensitive (RFC 9110 11.1)
             return None
-        presented = header[len("Bearer "):].strip().encode()
+        try:
+            presented = credentials.strip().encode()
+        except UnicodeEncodeError:  # the header's bytes were not UTF-8: no token looks like that
+            return None
         found: str | None = None
         for scope, t in self._tokens:
             if hmac.compare_digest(presented, t):

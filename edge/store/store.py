@@ -365,19 +365,24 @@ class Store:
         return [Event(i, ts, k, m, json.loads(d) if d else None)
                 for i, ts, k, m, d in self._reader().execute(sql, params)]
 
-    def dead_letters_sync(self, sink: str | None = None, ident: int | None = None) -> list[DeadLetter]:
-        sql = "SELECT id, ts, sink, first_seq, last_seq, count, error, payload FROM dead_letters"
-        cond: list[str] = []
-        params: list[Any] = []
+    def dead_letters_sync(self, sink: str | None = None, ident: int | None = None, after: int = 0,
+                          limit: int | None = None, payloads: bool = True) -> list[DeadLetter]:
+        """Dead letters in id order: id > after, at most limit. Without payloads (a listing), each has b"" for
+        its payload: they are whole messages, and thousands pile up while a receiver refuses everything."""
+        sql = ("SELECT id, ts, sink, first_seq, last_seq, count, error, "
+               + ("payload" if payloads else "x''") + " FROM dead_letters WHERE id > ?")
+        params: list[Any] = [after]
         if sink:
-            cond.append("sink = ?")
+            sql += " AND sink = ?"
             params.append(sink)
         if ident is not None:
-            cond.append("id = ?")
+            sql += " AND id = ?"
             params.append(ident)
-        if cond:
-            sql += " WHERE " + " AND ".join(cond)
-        return [DeadLetter(*row) for row in self._reader().execute(sql + " ORDER BY id", params)]
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [DeadLetter(*row) for row in self._reader().execute(sql, params)]
 
     @property
     def commits(self) -> int:

@@ -14,6 +14,7 @@ from tui.screens.base import EdgeScreen
 
 EVENTS_SHOWN = 200
 EVENTS_PAGE = 1000  # the API's largest page
+LETTERS_SHOWN = 100  # the oldest dead letters listed (fetched each refresh, so not all of a flood)
 
 
 class EventsScreen(EdgeScreen):
@@ -58,7 +59,7 @@ class EventsScreen(EdgeScreen):
 
         try:
             fresh = await self._new_events()
-            letters = (await self.edge.call("GET", "/v1/dead-letters"))["dead_letters"]
+            letters = (await self.edge.call("GET", f"/v1/dead-letters?limit={LETTERS_SHOWN}"))["dead_letters"]
         except DaemonError as err:
             self.query_one("#dead-status", Static).update(f"[red]{escape(str(err))}[/]")
             return
@@ -78,6 +79,9 @@ class EventsScreen(EdgeScreen):
                              Text(x["error"]), key=str(x["id"]))
             if not letters:
                 dead.add_row("", "(none)", "", "", "", key="none")
+            if len(letters) >= LETTERS_SHOWN:
+                self.query_one("#dead-status", Static).update(
+                    f"the oldest {LETTERS_SHOWN} shown; `edge dead-letters list` lists them all")
 
     async def _new_events(self) -> list[dict[str, Any]]:
         """Events after the newest one shown, oldest first (paging through the log on the first call)."""

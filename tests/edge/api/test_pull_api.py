@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -94,6 +95,7 @@ def test_readings_after_the_newest_is_an_empty_page(edge: EdgeProcess) -> None:
 @pytest.mark.parametrize(("query", "parameter"), [
     ("after=-1", "after"), ("after=abc", "after"), ("after=1.5", "after"),
     ("limit=0", "limit"), ("limit=10001", "limit"), ("limit=x", "limit"),
+    ("after=%2B1", "after"), ("after=%201", "after"), ("after=1_0", "after"), ("limit=%D9%A3", "limit"),
 ])
 def test_bad_parameters_are_named(edge: EdgeProcess, query: str, parameter: str) -> None:
     code, body, _ = status_of(edge, "GET", f"/v1/readings?{query}")
@@ -120,8 +122,27 @@ def test_consumer_cursor_registers_acks_and_releases(edge: EdgeProcess) -> None:
     assert code == 400 and body["parameter"] == "body"
     code, body, _ = status_of(edge, "PUT", "/v1/cursors/bad%20name", {"seq": 1})
     assert code == 400 and body["parameter"] == "consumer"
+    code, body, _ = status_of(edge, "PUT", "/v1/cursors/central%0A", {"seq": 1})  # "$" matches before a newline
+    assert code == 400 and body["parameter"] == "consumer"
+    for raw in (b"[" * 30_000 + b"]" * 30_000, "{\"seq\": 1}".encode("utf-16")):
+        code, body, _ = status_of(edge, "PUT", "/v1/cursors/central", raw=raw)
+        assert code == 400 and body["parameter"] == "body"
     assert status_of(edge, "DELETE", "/v1/cursors/central")[0] == 200
     assert status_of(edge, "DELETE", "/v1/cursors/central")[0] == 404
+
+
+def test_odd_authorization_headers(edge: EdgeProcess) -> None:
+    """The scheme is case-insensitive; bytes that are not UTF-8 are a wrong token (401), not a crash (500)."""
+    with socket.create_connection((edge.url.split("//")[1].split(":")[0], int(edge.url.rsplit(":", 1)[1]))) as s:
+        s.sendall(b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 401"), reply[:200]
+    req = urllib.request.Request(edge.url + "/v1/stats")
+    req.add_header("Authorization", f"bearer {edge.token}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
 
 
 def test_body_size_is_limited(edge: EdgeProcess) -> None:
@@ -168,7 +189,8 @@ def test_stats_metrics_events_dead_letters(edge: EdgeProcess) -> None:
     metrics = edge.get("/metrics")
     assert "edge_readings_in_total" in metrics and 'edge_device_polls_total{device="sim"}' in metrics
     assert [e["kind"] for e in edge.get("/v1/events?limit=1")["events"]] == ["started"]
-    assert edge.get("/v1/dead-letters") == {"dead_letters": []}
+    assert edge.get("/v1/dead-letters") == {"dead_letters": [], "next": 0}
+    assert status_of(edge, "GET", "/v1/dead-letters?limit=0")[0] == 400
     assert status_of(edge, "POST", "/v1/dead-letters/5/replay")[0] == 404
     assert status_of(edge, "POST", "/v1/dead-letters/x/replay")[0] == 400
     assert status_of(edge, "DELETE", "/v1/dead-letters/5")[0] == 404
