@@ -6,6 +6,7 @@ pymodbus' own retries, reconnect loop and "close after N silent requests" are sw
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ EXCEPTION_NAMES: dict[int, str] = {
     11: "gateway target device failed to respond",
 }
 GATEWAY_NO_RESPONSE = 11
+LATE_ANSWER_ROUNDS = 3  # quiet windows waited at most for a serial line to fall silent after a timeout
 READ_FUNCTION_CODES: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 BITS_PER_BYTE = 8
 
@@ -64,6 +66,11 @@ class ModbusLink:
         self._client = client
         self.name = name
         self._rx = b""
+        self._rx_bytes = 0  # every byte received, counted (to tell when a line has fallen silent)
+        # RTU frames carry no transaction id: after a timeout the unit's late answer would pass for the answer
+        # to the next request of the same size. Until the line has been quiet for a while, it is suspect.
+        self._serial = isinstance(client, AsyncModbusSerialClient)
+        self._late_answer_possible = False
         client.set_max_no_responses(_NEVER_DISCONNECT)
 
     @classmethod
@@ -90,6 +97,8 @@ class ModbusLink:
     # -- pymodbus hooks --------------------------------------------------------------------------------
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         self._rx = b"" if sending else data
+        if not sending:
+            self._rx_bytes += len(data)
         return data
 
     def _trace_connect(self, connected: bool) -> None:
@@ -159,7 +168,19 @@ class ModbusLink:
         what = f"writing coil {address} of unit {unit}"
         await self._execute(lambda: self._client.write_coil(address, value, device_id=unit), timeout, what)
 
+    async def _wait_for_silence(self, window: float) -> None:
+        """After a timeout on a serial line: wait until no byte arrived for `window` (pymodbus drops frames
+        that come while no request waits), so a late answer is not taken for the next request's."""
+        for _ in range(LATE_ANSWER_ROUNDS):
+            seen = self._rx_bytes
+            await asyncio.sleep(window)
+            if self._rx_bytes == seen:
+                self._late_answer_possible = False
+                return
+
     async def _execute(self, request: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+        if self._late_answer_possible:
+            await self._wait_for_silence(timeout)
         self._client.ctx.comm_params.timeout_connect = timeout
         self._rx = b""
         try:
@@ -167,6 +188,7 @@ class ModbusLink:
         except ConnectionException as exc:
             raise NotConnected(f"connection to {self.name} lost {what}") from exc
         except ModbusIOException as exc:
+            self._late_answer_possible = self._serial
             if self._rx:
                 raise NoResponse(
                     f"no valid response {what} within {timeout:g}s: received {len(self._rx)} bytes "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,13 +10,12 @@ import pytest
 from drivers.modbus.simserver import SimulatorServer, start_simulator
 
 from .peers import (
-    READY_TIMEOUT,
-    SOCAT,
     TEST_REGISTERS,
     PtyPair,
     ServerProcess,
     SilentGateway,
     free_port,
+    open_pty_pair,
     wait_connectable,
 )
 
@@ -51,17 +48,6 @@ async def server_process() -> AsyncIterator[ServerProcess]:
 
 @pytest.fixture
 def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
-    """Two linked pseudo-terminals (`link=` names in tmp_path); socat is killed last, at teardown."""
-    a, b = tmp_path / "ttyA", tmp_path / "ttyB"
-    proc = subprocess.Popen(
-        [SOCAT, "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not (a.exists() and b.exists()):
-        assert proc.poll() is None, "socat exited"
-        assert time.monotonic() < deadline, "socat did not create the pty pair"
-        time.sleep(0.02)
-    yield PtyPair(str(a), str(b))
-    proc.terminate()
-    proc.wait(timeout=10)
+    """Two linked pseudo-terminals; socat is killed last, at teardown."""
+    with open_pty_pair(tmp_path) as pair:
+        yield pair

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,27 @@ class ServerProcess:
 class PtyPair:
     server_end: str
     client_end: str
+
+
+@contextlib.contextmanager
+def open_pty_pair(folder: Path) -> Iterator[PtyPair]:
+    """Two linked pseudo-terminals (`link=` names in folder); socat is killed when the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    a, b = folder / "ttyA", folder / "ttyB"
+    proc = subprocess.Popen(
+        [SOCAT, "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not (a.exists() and b.exists()):
+            assert proc.poll() is None, "socat exited"
+            assert time.monotonic() < deadline, "socat did not create the pty pair"
+            time.sleep(0.02)
+        yield PtyPair(str(a), str(b))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # -- the daemon's poll schedule -------------------------------------------------------------------------
