@@ -74,6 +74,25 @@ def _epoch(dt: datetime) -> float:
     return dt.timestamp()
 
 
+# The latest timestamp a reading may carry: OPC-UA's "maximum" DateTime, 9999-12-31T23:59:59Z (the largest
+# value it encodes; asyncua decodes anything beyond it to this), is a marker like the null DateTime, not a time.
+_LAST_REAL_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def _real_epoch(dt: datetime | None) -> float | None:
+    """The timestamp in seconds since the epoch, or None when it is missing or is no real time.
+
+    Missing as well (our choice): the OPC-UA null DateTime (encoded 0, decoded as 1601-01-01T00:00:00Z, what a
+    server or device sends for a timestamp it does not have), anything else at or before 1970-01-01T00:00:00Z
+    (a Unix clock at 0, or earlier: no value read now was measured then), and the maximum DateTime marker. Such
+    a timestamp is treated like an absent one, so the next configured timestamp (server, then local) is used.
+    """
+    if dt is None:
+        return None
+    ts = _epoch(dt)
+    return ts if 0 < ts < _LAST_REAL_TS else None
+
+
 class ReadingMaker:
     """Turns DataValues of one device's points into readings, per the device's timestamp choice."""
 
@@ -86,12 +105,15 @@ class ReadingMaker:
         }[device.timestamp]
 
     def timestamp(self, dv: ua.DataValue, local: float) -> float:
-        """The first available of the configured timestamps (local time is always available)."""
+        """The first available of the configured timestamps (local time is always available).
+
+        A null or absurd timestamp (see _real_epoch) counts as not available.
+        """
         for which in self._order:
-            if which == "source" and dv.SourceTimestamp is not None:
-                return _epoch(dv.SourceTimestamp)
-            if which == "server" and dv.ServerTimestamp is not None:
-                return _epoch(dv.ServerTimestamp)
+            if which == "source" and (ts := _real_epoch(dv.SourceTimestamp)) is not None:
+                return ts
+            if which == "server" and (ts := _real_epoch(dv.ServerTimestamp)) is not None:
+                return ts
         return local
 
     def reading(self, point: OpcuaPoint, dv: ua.DataValue | None, local: float | None = None) -> Reading:

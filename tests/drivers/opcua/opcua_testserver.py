@@ -26,6 +26,7 @@ SERVER_URI = "urn:edge:test-server"
 UPDATE_PERIOD = 0.1
 SESSION_POLL = 0.02
 FIXED_SOURCE_TIME = dt.datetime(2020, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
+NULL_TIME = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)  # OPC-UA's null DateTime: encoded as 0 on the wire
 
 
 class OneUser(UserManager):
@@ -122,6 +123,11 @@ async def build(port: int, cert: str | None, key: str | None, user: str | None, 
                                        StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure)))
     await stamped.write_value(ua.DataValue(ua.Variant(7.0, ua.VariantType.Double), SourceTimestamp=FIXED_SOURCE_TIME,
                                            ServerTimestamp=FIXED_SOURCE_TIME))
+    null_stamped = await line.add_variable(ua.NodeId("Line1.NullSourceTime", idx),
+                                           ua.QualifiedName("NullSourceTime", idx),
+                                           ua.Variant(8.0, ua.VariantType.Double))
+    # a device that sends the null source timestamp (the server stamps the time it stored the value)
+    await null_stamped.write_value(ua.DataValue(ua.Variant(8.0, ua.VariantType.Double), SourceTimestamp=NULL_TIME))
     test = await objects.add_object(ua.NodeId("Test", idx), ua.QualifiedName("Test", idx))
     stall = await test.add_variable(ua.NodeId("Test.Stall", idx), ua.QualifiedName("Stall", idx),
                                     ua.Variant(False, ua.VariantType.Boolean))

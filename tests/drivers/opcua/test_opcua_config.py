@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 from typing import Any
 
@@ -120,6 +121,36 @@ def test_a_non_finite_number_is_uncertain_and_stays_a_number(garbage: float) -> 
     pipeline.process([bad])
     good = maker.reading(device.point[0], ua.DataValue(ua.Variant(21.5, ua.VariantType.Double)))
     assert [r.value for r in pipeline.process([good])] == [21.5]
+
+
+NOT_A_TIME = [
+    dt.datetime(1601, 1, 1, tzinfo=dt.UTC),  # the null DateTime (0 on the wire), as asyncua decodes it
+    dt.datetime(1601, 1, 1),  # the same without a time zone
+    dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+    dt.datetime(1970, 1, 1, tzinfo=dt.UTC),  # a Unix clock at 0
+    dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),  # the maximum DateTime, a marker too
+]
+SOURCE = dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+SERVER = dt.datetime(2021, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+LOCAL = 1.8e9
+
+
+@pytest.mark.parametrize("absurd", NOT_A_TIME, ids=str)
+def test_a_null_or_absurd_timestamp_counts_as_missing(absurd: dt.datetime) -> None:
+    def ts(source: dt.datetime | None, server: dt.datetime | None, **config: str) -> float:
+        value = ua.DataValue(ua.Variant(1.0, ua.VariantType.Double), SourceTimestamp=source, ServerTimestamp=server)
+        return ReadingMaker(dev(**config)).timestamp(value, LOCAL)
+
+    assert ts(absurd, SERVER) == SERVER.timestamp()
+    assert ts(absurd, absurd) == LOCAL
+    assert ts(absurd, SERVER, timestamp_fallback="local") == LOCAL
+    assert ts(SOURCE, absurd, timestamp="server") == LOCAL
+    assert ts(SOURCE, SERVER) == SOURCE.timestamp()  # real ones are kept
+    assert ts(dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=dt.UTC), None) == 1.0
+    reading = ReadingMaker(dev()).reading(dev(point=[{"name": "t", "node": "ns=2;i=1"}]).point[0],
+                                          ua.DataValue(ua.Variant(2.5, ua.VariantType.Double), SourceTimestamp=absurd),
+                                          LOCAL)
+    assert (reading.value, reading.quality, reading.ts) == (2.5, "good", LOCAL)
 
 
 @pytest.mark.parametrize("ticks", range(6))

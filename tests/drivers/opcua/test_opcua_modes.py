@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from typing import Any
 
 import pytest
@@ -112,6 +113,33 @@ async def test_local_timestamp_when_asked(plain_server: ServerProcess) -> None:
     finally:
         await driver.stop()
     assert stamped.ts > FIXED_SOURCE_TS + 10**8
+
+
+@pytest.mark.parametrize("mode", ["poll", "subscribe"])
+async def test_a_null_source_timestamp_is_no_timestamp(plain_server: ServerProcess, mode: str) -> None:
+    """OPC-UA's null DateTime (0 on the wire, 1601-01-01) means "none sent": the fallback, server time, is used."""
+    cfg = OpcuaDevice.model_validate({
+        "name": "stamps", "driver": "opcua", "url": plain_server.url, "mode": mode, "interval": "200ms",
+        "point": [{"name": "null_source", "node": "ns=2;s=Line1.NullSourceTime"},
+                  {"name": "stamped", "node": "ns=2;s=Line1.Stamped"}],
+    })
+    driver = create_driver(cfg)
+    before = time.time()
+    if isinstance(driver, OpcuaPollDriver):
+        try:
+            latest = {r.point: r for r in await driver.poll()}
+        finally:
+            await driver.stop()
+    else:
+        async with Collector(driver) as c:
+            await c.wait_for(lambda: c.of("null_source") and c.of("stamped"), 10, "both points")
+        latest = {r.point: r for r in c.readings}
+    null_source = latest["null_source"]
+    assert (null_source.value, null_source.quality, null_source.error) == (8.0, "good", None)
+    # the server's timestamp: when the session's test server stored the value, so before this test; neither
+    # 1601 nor our local time of receipt (which the server timestamp comes first of)
+    assert FIXED_SOURCE_TS < null_source.ts < before
+    assert latest["stamped"].ts == pytest.approx(FIXED_SOURCE_TS, abs=0.001)  # a real source timestamp is kept
 
 
 async def test_writes_convert_to_the_node_type_and_read_back(plain_server: ServerProcess) -> None:
