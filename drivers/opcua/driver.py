@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from asyncua import ua
 
-from drivers.base import DEGRADED, DeviceConfig, Driver, Publish, WriteError
+from drivers.base import DEGRADED, UP, DeviceConfig, Driver, Publish, WriteError
 from drivers.opcua.config import OpcuaDevice, OpcuaPoint
 from drivers.opcua.session import Backoff, DeviceSession, SessionLost
 from drivers.opcua.subscription import SubscriptionFeed
@@ -142,10 +142,19 @@ class OpcuaPollDriver(_OpcuaDriver):
         readings = self._unresolved(local)
         if not names:
             return readings
+        mismatch: str | None = None
         try:
-            values: list[ua.DataValue] = []
+            values: list[ua.DataValue | str] = []  # per point: its DataValue, or why the server gave none
             for params in requests:
-                values += await client.uaclient.read(params)
+                results = await client.uaclient.read(params)
+                if len(results) == len(params.NodesToRead):
+                    values += results
+                else:
+                    # Results pair with nodes by position only (OPC-UA Part 4: same size and order as the nodes
+                    # to read), so with the count wrong no result can be trusted to be its node's: every point
+                    # of this request gets a bad reading that says why, and none is left without a reading.
+                    mismatch = f"server returned {len(results)} results for {len(params.NodesToRead)} nodes"
+                    values += [mismatch] * len(params.NodesToRead)
         except ua.UaStatusCodeError as e:  # the server answered: the session is fine, the request was not
             error = f"read refused: {_describe(e)}"
             self._log_failure("read refused", e)
@@ -161,7 +170,17 @@ class OpcuaPollDriver(_OpcuaDriver):
             self.backoff.failed()
             return self.bad_cycle(error)
         local = time.time()
-        readings.extend(self.maker.reading(self.points[n], dv, local) for n, dv in zip(names, values, strict=False))
+        for name, dv in zip(names, values, strict=True):
+            if isinstance(dv, str):
+                readings.append(Reading.bad(self.name, name, dv, local, self.points[name].unit))
+            else:
+                readings.append(self.maker.reading(self.points[name], dv, local))
+        if mismatch is not None:  # the server answered: the session is fine, its answer was not
+            self._log_failure("read answered wrongly", mismatch)
+            self.status.state = DEGRADED
+            self.status.last_error = f"read failed: {mismatch}"
+        elif self.status.state == DEGRADED and not self.session.points.errors:
+            self.status.state = UP  # a refused or wrong read before this one is over
         return readings
 
 
