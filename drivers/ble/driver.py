@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable
 from typing import Any, Final, cast
@@ -23,7 +24,7 @@ from drivers.ble.parsers.ruuvi import parse_ruuvi
 from drivers.ble.scanner import AdvertFilter, shared_scanner
 from drivers.ble.uuids import short_uuid
 from edge.quantities import format_duration
-from edge.reading import GOOD, Reading
+from edge.reading import BAD, GOOD, UNCERTAIN, Reading
 
 log = logging.getLogger("edge.drivers.ble")
 
@@ -35,6 +36,17 @@ NUMERIC_TYPES: Final = frozenset(("int8", "uint8", "int16", "uint16", "int24", "
 
 def _points(config: BleDevice) -> list[BlePoint]:
     return cast(list[BlePoint], config.point)
+
+
+def _value_reading(device: str, point: str, value: Value, ts: float, unit: str | None) -> Reading:
+    """A decoded value's reading: `good`, but a NaN or ±inf float is `uncertain` and says so.
+
+    As in the Modbus and OPC-UA drivers, the value stays a float (the payload shows null) rather than
+    becoming text, so a deadband can still compare the next number with it.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return Reading(device, point, value, ts, UNCERTAIN, f"not a finite number ({value})", unit)
+    return Reading(device, point, value, ts, GOOD, None, unit)
 
 
 # -- advertisement devices ------------------------------------------------------------------------------
@@ -76,7 +88,7 @@ class BleAdvertisementDriver(Driver):
         out: list[Reading] = []
         if not self.config.point:
             for key, value in values.items():
-                out.append(Reading(self.name, key, value, ts, GOOD, None, units.get(key)))
+                out.append(_value_reading(self.name, key, value, ts, units.get(key)))
             for key, why in decoded.invalid.items():
                 out.append(Reading.bad(self.name, key, why, ts))
             self._seen_names = list(values) + list(decoded.invalid)
@@ -84,7 +96,7 @@ class BleAdvertisementDriver(Driver):
         for p in _points(self.ble):
             key = p.source_field
             if key in values:
-                out.append(Reading(self.name, p.name, values[key], ts, GOOD, None, p.unit or units.get(key)))
+                out.append(_value_reading(self.name, p.name, values[key], ts, p.unit or units.get(key)))
             elif key in decoded.invalid:
                 out.append(Reading.bad(self.name, p.name, decoded.invalid[key], ts, p.unit))
             elif decoded.error:
@@ -223,10 +235,10 @@ class _GattDriver(Driver):
                 except self._errors as e:
                     raw[p.uuid] = explain(e, self.ble.adapter)
             out.append(self._reading(p, raw[p.uuid], ts))
-        bad = [r.error for r in out if r.error]
-        if bad:
-            self.status.state = DEGRADED if len(bad) < len(out) else DOWN
-            self.status.last_error = bad[0]
+        errors = [r.error for r in out if r.error]  # bad readings, and uncertain ones (a NaN read)
+        if errors:
+            self.status.state = DOWN if all(r.quality == BAD for r in out) else DEGRADED
+            self.status.last_error = errors[0]
         elif out:
             self.status.state = UP
         return out
@@ -235,7 +247,7 @@ class _GattDriver(Driver):
         if isinstance(data, str):
             return Reading.bad(self.name, p.name, data, ts, p.unit)
         try:
-            return Reading(self.name, p.name, _decode_point(p, data), ts, GOOD, None, p.unit)
+            return _value_reading(self.name, p.name, _decode_point(p, data), ts, p.unit)
         except FieldError as e:
             return Reading.bad(self.name, p.name, f"{short_uuid(p.uuid or '')}: {e}", ts, p.unit)
 

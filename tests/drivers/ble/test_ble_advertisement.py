@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import struct
 from pathlib import Path
 
 import pytest
 
 from drivers.ble.parsers.bthome import SERVICE_UUID, encrypt
 from drivers.ble.scanner import shared_scanner
+from edge.reading import Reading
 
 from .fake_bluez import FakeBluez
 from .helpers import StoredReadings, make_driver, running, wait_until
@@ -165,3 +168,37 @@ def test_a_field_the_sensor_marks_invalid_is_a_bad_reading_not_silence() -> None
     readings = {r.point: r for r in drv.readings(advert, decoded, 1.0)}  # type: ignore[attr-defined]
     assert readings["temperature"].value == 24.3
     assert readings["humidity"].quality == "bad" and "invalid" in (readings["humidity"].error or "")
+
+
+async def test_a_nan_or_inf_float_in_an_advert_is_uncertain_not_good(bluez: FakeBluez) -> None:
+    bluez.add_device(RAW_MAC)
+    drv = make_driver(name="tank", address=RAW_MAC, format="raw", point=[
+        {"name": "level", "source": "manufacturer_data", "company_id": 0xFFFF, "type": "uint16"},
+        {"name": "temperature", "source": "manufacturer_data", "company_id": 0xFFFF, "byte_offset": 2,
+         "type": "float32", "unit": "degC"}])
+    published: list[Reading] = []
+
+    async def publish(readings: list[Reading]) -> None:
+        published.extend(readings)
+
+    async with running(drv.run(publish)):
+        await wait_until(lambda: shared_scanner(None).running)
+        bluez.advertise(RAW_MAC, manufacturer_data={0xFFFF: (1000).to_bytes(2, "little") + struct.pack("<f", math.inf)})
+        await wait_until(lambda: len(published) >= 2, what="readings")
+    by_point = {r.point: r for r in published}
+    assert (by_point["level"].value, by_point["level"].quality) == (1000, "good")
+    temperature = by_point["temperature"]
+    assert (temperature.value, temperature.quality, temperature.error, temperature.unit) == (
+        math.inf, "uncertain", "not a finite number (inf)", "degC")
+    assert temperature.to_dict()["value"] is None
+
+
+def test_a_nan_decoded_without_configured_points_is_uncertain() -> None:
+    from drivers.ble.parsers import Advert, Decoded
+
+    drv = make_driver(name="plug", address=BTHOME_MAC, format="bthome")
+    decoded = Decoded("bthome", values={"power": math.nan, "voltage": 230.1}, units={"power": "W"})
+    readings = {r.point: r for r in drv.readings(Advert(BTHOME_MAC), decoded, 1.0)}  # type: ignore[attr-defined]
+    assert (readings["power"].quality, readings["power"].error, readings["power"].unit) == (
+        "uncertain", "not a finite number (nan)", "W")
+    assert (readings["voltage"].value, readings["voltage"].quality) == (230.1, "good")

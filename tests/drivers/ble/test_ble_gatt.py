@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import struct
 from pathlib import Path
 
 import pytest
@@ -207,3 +209,26 @@ async def test_a_missing_characteristic_is_a_bad_point_not_a_bad_device(bluez: F
     assert readings["short"].error == "2a6f: uint32 at byte 0 needs 4 bytes, the data has 2"
     assert drv.status.state == "degraded"
     await drv.stop()
+
+
+async def test_a_nan_or_inf_float_is_uncertain_not_good(bluez: FakeBluez) -> None:
+    """As with Modbus and OPC-UA: the reading says the device sent no finite number, and stays a float."""
+    bluez.add_device(MAC, "instrument")
+    bluez.add_gatt(MAC, ENV_SENSING, [
+        Characteristic(TEMPERATURE, (3408).to_bytes(2, "little"), ("read",)),
+        Characteristic(PACKED, struct.pack("<f", math.nan) + struct.pack("<d", -math.inf), ("read",)),
+    ])
+    drv = make_driver(name="meter", mode="gatt", address=MAC, point=[
+        POINTS[0], {"name": "level", "uuid": PACKED, "type": "float32", "unit": "m"},
+        {"name": "flow", "uuid": PACKED, "type": "float64", "byte_offset": 4}])
+    poll = asyncio.create_task(drv.poll())
+    await advertise_when_scanning(bluez, MAC)
+    readings = {r.point: r for r in await poll}
+    await drv.stop()
+    assert (readings["temperature"].value, readings["temperature"].quality) == (3408, "good")
+    level, flow = readings["level"], readings["flow"]
+    assert (level.quality, level.error, level.unit) == ("uncertain", "not a finite number (nan)", "m")
+    assert (flow.quality, flow.error, flow.value) == ("uncertain", "not a finite number (-inf)", -math.inf)
+    assert isinstance(level.value, float) and math.isnan(level.value)
+    assert level.to_dict()["value"] is None
+    assert (drv.status.state, drv.status.last_error) == ("degraded", "not a finite number (nan)")
