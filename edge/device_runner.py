@@ -113,6 +113,8 @@ class DeviceRunner:
             "interval": cfg.interval,
             "status": self.driver.status.to_dict(),
             "readings": self.readings_in,
-            "points": {name: {k: v for k, v in r.to_dict().items() if k not in ("device", "point")}
+            # seq only once stored (0 before the commit, and for a reading the deadband did not store)
+            "points": {name: {k: v for k, v in r.to_dict().items()
+                              if k not in ("device", "point") and (k != "seq" or v)}
                        for name, r in self.latest.items()},
         }

@@ -13,17 +13,23 @@ KIND_PLAIN = 0
 KIND_BOOL = 4  # 1 << 2
 KIND_JSON = 8  # 2 << 2
 
+SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1  # larger ints are kept as JSON text (read back exactly)
+
 Row = tuple[int, float, int, Any, int, str | None]  # seq, ts, series, value, flags, error
 
 
 def encode_value(value: Any) -> tuple[Any, int]:
     """(value as SQLite stores it, kind bits)."""
     t = type(value)
-    if t is float or t is int or t is str or value is None:
+    if t is float or t is str or value is None:
         return value, KIND_PLAIN
+    if t is int:
+        return (value, KIND_PLAIN) if SQLITE_INT_MIN <= value <= SQLITE_INT_MAX else (str(value), KIND_JSON)
     if t is bool:
         return int(value), KIND_BOOL
-    if isinstance(value, int | float | str):  # subclasses (IntEnum, numpy scalars with __index__...)
+    if isinstance(value, int):  # subclasses (IntEnum...)
+        return encode_value(int(value))
+    if isinstance(value, float | str):
         return value, KIND_PLAIN
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex(), KIND_PLAIN

@@ -8,6 +8,7 @@ removes acknowledged rows, applies retention, and handles a full disk by the con
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import logging
 import os
@@ -20,8 +21,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.reading import Reading
-from edge.store.codec import KIND_BOOL, Q_CODE, encode_value
+from edge.reading import BAD, Reading
+from edge.store.codec import KIND_BOOL, Q_CODE, SQLITE_INT_MAX, SQLITE_INT_MIN, encode_value
 from edge.store.options import StoreOptions
 
 log = logging.getLogger("edge.store")
@@ -49,6 +50,7 @@ URGENT_OPS = frozenset({"flush", "close", "maintain"})  # commands that commit t
 # sqlite3 module an adapter lookup (~0.4 us a row on 3.11, a third of the whole insert).
 INSERT_PLAIN = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, NULL)"
 INSERT_WITH_ERROR = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)"
+UNSTORABLE = (OverflowError, UnicodeEncodeError, ValueError, sqlite3.InterfaceError)  # a value SQLite refuses
 TAIL_READINGS = 10_000  # newest committed readings kept in memory (~1.5 MB), so sinks read them without SQLite
 
 
@@ -159,6 +161,7 @@ class Writer:
         first = con.execute("SELECT min(seq) FROM readings").fetchone()[0]
         self.state.first_seq = first if first is not None else last + 1
         self.state.counters = dict(con.execute("SELECT name, value FROM counters").fetchall())
+        self._persisted = dict(self.state.counters)
         self.reserved = max(reserve, last)
 
     def _read_reserve(self) -> int:
@@ -173,16 +176,24 @@ class Writer:
 
     def _write_reserve(self, upto: int) -> None:
         tmp = self.reserve_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{upto}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.reserve_path)
-        dfd = os.open(os.path.dirname(self.reserve_path) or ".", os.O_RDONLY)
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            with open(tmp, "w") as f:
+                f.write(f"{upto}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.reserve_path)
+            dfd = os.open(os.path.dirname(self.reserve_path) or ".", os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # the same disk as the database: a full store (full_policy applies), not a failed batch
+            full = sqlite3.OperationalError(f"database or disk is full (seq reserve file: {e.strerror})")
+            full.sqlite_errorcode = SQLITE_FULL
+            raise full from e
         self.reserved = upto
 
     def _run(self) -> None:
@@ -319,6 +330,7 @@ class Writer:
             # vanish without a trace (StillFull: counted as rejected_full already, once is enough)
             self.count("dropped_write_error", lost)
             log.error("%d readings lost: the store could not write them (%s)", lost, error)
+            self._try_save_counters()
         for cmd in batch:
             if cmd.future is not None and not cmd.future.done():
                 cmd.future.set_exception(error)
@@ -349,11 +361,17 @@ class Writer:
                 if self.state.last_seq > self.reserved:
                     self._write_reserve(self.state.last_seq + self.opt.seq_reserve)
                 con.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (self.state.last_seq,))
-            self._save_counters(saved_counters)
+            self._save_counters()
             con.execute("COMMIT")
+            self._committed_counters()
             self.state.last_commit_readings = readings
             return results
         except BaseException:
+            for cmd in batch:  # the seqs given in this attempt will be given again: the objects must not keep them
+                if cmd.op == "append":
+                    for r in cmd.args[0]:
+                        if r.seq > saved_last:
+                            r.seq = 0
             self.state.last_seq = saved_last
             self.state.counters = saved_counters
             for key in new_series:
@@ -362,10 +380,17 @@ class Writer:
                     self.series_by_id.pop(sid, None)
             raise
 
-    def _save_counters(self, before: dict[str, int]) -> None:
-        changed = [(k, v) for k, v in self.state.counters.items() if before.get(k) != v]
+    def _save_counters(self) -> None:
+        """Write (inside the caller's transaction) every counter that differs from what the file holds, also
+        those counted outside a transaction (readings lost by a failed batch); `_committed_counters()` after
+        COMMIT."""
+        persisted = self._persisted
+        changed = [(k, v) for k, v in self.state.counters.items() if persisted.get(k) != v]
         if changed:
             self.con.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?)", changed)
+
+    def _committed_counters(self) -> None:
+        self._persisted = dict(self.state.counters)
 
     def count(self, name: str, n: int) -> None:
         self.state.counters[name] = self.state.counters.get(name, 0) + n
@@ -394,7 +419,13 @@ class Writer:
                 sid = self._series_id(key)
             v = r.value
             t = type(v)
-            if t is int or v is None or t is str:
+            if t is int:
+                flags = q_code[r.quality]
+                if not SQLITE_INT_MIN <= v <= SQLITE_INT_MAX:  # uint64 "not available" = 2**64 - 1 is common
+                    v, kind = encode_value(v)  # as JSON text: read back exactly
+                    flags |= kind
+                    tail_ok = False
+            elif v is None or t is str:
                 flags = q_code[r.quality]
             elif t is float:
                 flags = q_code[r.quality]
@@ -406,21 +437,46 @@ class Writer:
                 v, kind = encode_value(v)
                 flags = q_code[r.quality] | kind
                 tail_ok = False
-            if r.seq:  # appended before (or twice in one list): the object can stand for one row only
-                tail_ok = False
             seq += 1
-            r.seq = seq
+            if r.seq:  # appended before (or twice in one list): it keeps its first seq, and the tail (which
+                tail_ok = False  # may hold it already) must not see it change, so this row gets no object
+            else:
+                r.seq = seq
             if r.error is None:
                 append((seq, r.ts, sid, v, flags))
             else:
                 with_error.append((seq, r.ts, sid, v, flags, r.error))
-        self.con.executemany(INSERT_PLAIN, rows)
-        if with_error:
-            self.con.executemany(INSERT_WITH_ERROR, with_error)
+        try:
+            self.con.executemany(INSERT_PLAIN, rows)
+            if with_error:
+                self.con.executemany(INSERT_WITH_ERROR, with_error)
+        except UNSTORABLE:  # one odd value (a str with a lone surrogate...) must not cost the whole batch
+            self._insert_one_by_one(rows + with_error)
+            tail_ok = False
         self._tail_ok = tail_ok
         self.state.last_seq = seq
         self.count("readings_in", len(readings))
         return len(readings)
+
+    def _insert_one_by_one(self, rows: list[tuple[Any, ...]]) -> None:
+        """The rows of one append after executemany refused a value: each stored as it is when it can be, else
+        as a bad reading whose error says what the value was (logged), so nothing goes without a trace."""
+        first = min(row[0] for row in rows)
+        self.con.execute("DELETE FROM readings WHERE seq >= ?", (first,))  # what executemany got in before
+        for seq, ts, sid, value, flags, *error in rows:
+            text = error[0] if error else None
+            try:
+                self.con.execute(INSERT_WITH_ERROR, (seq, ts, sid, value, flags, text))
+                continue
+            except UNSTORABLE:
+                if text is not None:  # perhaps only the error text: keep it, escaped
+                    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+            try:
+                self.con.execute(INSERT_WITH_ERROR, (seq, ts, sid, value, flags, text))
+            except UNSTORABLE as e:
+                what = ascii(value)[:200]
+                log.error("seq %d: value %s cannot be stored (%s); stored as a bad reading", seq, what, e)
+                self.con.execute(INSERT_WITH_ERROR, (seq, ts, sid, None, Q_CODE[BAD], f"unstorable value {what}: {e}"))
 
     def _op_cursor(self, name: str, kind: str, seq: int) -> int:
         seq = max(0, min(seq, self.state.last_seq))
@@ -544,10 +600,6 @@ class Writer:
                 else:
                     self._after_full()
                     return results
-        for cmd in batch:
-            if cmd.op == "append":
-                for r in cmd.args[0]:
-                    r.seq = 0
         self.full_counts["rejected"] += n_readings
         try:
             results = self._transaction(batch, skip_readings=True)
@@ -653,13 +705,24 @@ class Writer:
         if self.con.in_transaction:
             self.con.execute("ROLLBACK")
 
+    def _try_save_counters(self) -> None:
+        """Persist the counters now (outside a batch: after one failed), or leave them to the next commit."""
+        try:
+            self.con.execute("BEGIN IMMEDIATE")
+            self._save_counters()
+            self.con.execute("COMMIT")
+            self._committed_counters()
+        except sqlite3.Error:
+            self._rollback()
+
     def _try_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         log.warning("%s: %s", kind, message)
         try:
             self.con.execute("BEGIN IMMEDIATE")
             self._op_event(time.time(), kind, message, data)
-            self._save_counters({})
+            self._save_counters()
             self.con.execute("COMMIT")
+            self._committed_counters()
             self._full_event = False
         except sqlite3.OperationalError:
             self._rollback()
@@ -693,8 +756,9 @@ class Writer:
                 self.count(f"dropped_{reason}", n)
                 self._op_event(time.time(), "retention_drop", msg,
                                {"reason": reason, "count": n, "first_seq": first, "last_seq": upto})
-            self._save_counters(before)
+            self._save_counters()
             con.execute("COMMIT")
+            self._committed_counters()
         except BaseException:
             self.state.counters = before  # nothing was dropped: nothing may be counted
             if con.in_transaction:

@@ -345,3 +345,23 @@ def test_readings_lost_to_a_write_error_are_counted(tmp_path: Path) -> None:
         assert store.flush_sync() == 2, "the lost readings never had a seq"
     finally:
         store.close()
+
+
+def test_full_disk_while_the_seq_reserve_is_renewed_is_a_full_store_not_a_lost_batch(tmp_path: Path) -> None:
+    """The seq reserve file is on the same disk: failing to renew it is SQLITE_FULL's twin (full_policy applies)."""
+    with tmpfs(tmp_path / "disk", 12 * MiB) as disk:
+        store = Store.open(disk / "data", StoreOptions(seq_reserve=50, commit_interval=0.01))
+        try:
+            for _ in range(200):
+                store.append_nowait([Reading("plc", f"p{j}", float(j), time.time()) for j in range(100)])
+                store.flush_sync()
+            fill(disk / "hog")
+            before = store.stats_sync()["last_seq"]
+            for _ in range(4):  # 30 readings cross the 50-seq reserve at least twice
+                store.append_nowait([Reading("plc", "new", float(k), time.time()) for k in range(30)])
+                store.flush_sync()
+            full = store.stats_sync()
+            assert full["full"] and full["last_seq"] == before + 120, "every new reading stored (drop_oldest)"
+            assert "dropped_write_error" not in full["counters"] and full["counters"]["dropped_full"] > 0
+        finally:
+            store.close()
