@@ -164,7 +164,7 @@ class BleAdvertisementDriver(Driver):
         self.status.extra["rssi"] = advert.rssi
         if decoded is None:
             return
-        key = (tuple(sorted(decoded.values.items())), decoded.error)
+        key = (repr(sorted(decoded.values.items())), decoded.error)  # repr: nan == nan, which values are not
         now = time.monotonic()
         if key == self._last_key and now - self._last_publish < self.config.interval:
             return  # a repeat of the same payload within the interval

@@ -202,3 +202,19 @@ def test_a_nan_decoded_without_configured_points_is_uncertain() -> None:
     assert (readings["power"].quality, readings["power"].error, readings["power"].unit) == (
         "uncertain", "not a finite number (nan)", "W")
     assert (readings["voltage"].value, readings["voltage"].quality) == (230.1, "good")
+
+
+async def test_a_repeated_advert_holding_nan_is_throttled_like_any_other() -> None:
+    from drivers.ble.parsers import Advert
+
+    drv = make_driver(name="tank", address=RAW_MAC, format="raw", interval="10s", point=[
+        {"name": "temperature", "source": "manufacturer_data", "company_id": 0xFFFF, "type": "float32"}])
+    published: list[list[Reading]] = []
+
+    async def publish(readings: list[Reading]) -> None:
+        published.append(readings)
+
+    for _ in range(3):  # a new NaN object each time, as from the air
+        advert = Advert(RAW_MAC, manufacturer_data={0xFFFF: struct.pack("<f", math.nan)})
+        await drv._handle(advert, publish)  # type: ignore[attr-defined]
+    assert len(published) == 1
