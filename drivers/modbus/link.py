@@ -19,6 +19,19 @@ from pymodbus.framer import FramerType
 if logging.getLogger("pymodbus").level == logging.NOTSET:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
+
+class _UndecodableAnswers(logging.Filter):
+    """asyncio logs a traceback ("Fatal error: protocol.data_received() call failed") each time pymodbus cannot
+    decode an answer and drops the connection: on a site with a garbling gateway, on every poll. The link
+    reports it itself, in the reading's error and the bus log, so these records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, ModbusException) and str(record.msg).startswith("Fatal error: protocol."))
+
+
+logging.getLogger("asyncio").addFilter(_UndecodableAnswers())
+
 _NEVER_DISCONNECT = 2**31
 """Silent requests after which pymodbus would close the connection by itself: effectively never."""
 
@@ -186,13 +199,21 @@ class ModbusLink:
         try:
             response = await request()
         except ConnectionException as exc:
+            if self._rx:  # pymodbus closes the connection on an answer it cannot decode
+                raise NotConnected(f"connection to {self.name} closed after an answer that cannot be decoded "
+                                   f"{what} ({len(self._rx)} bytes: {self._rx[:16].hex()})") from exc
             raise NotConnected(f"connection to {self.name} lost {what}") from exc
         except ModbusIOException as exc:
             self._late_answer_possible = self._serial
             if self._rx:
+                detail = str(exc)
+                why = ("not this request's answer: " + detail[detail.index("request uses"):].rstrip(". ")
+                       if "request uses" in detail
+                       else "CRC or framing error" if self._serial
+                       else "wrong unit, transaction or protocol id, or bad framing")
                 raise NoResponse(
                     f"no valid response {what} within {timeout:g}s: received {len(self._rx)} bytes "
-                    f"that do not form a valid frame (CRC or framing error): {self._rx[:16].hex()}"
+                    f"that do not form a valid answer ({why}): {self._rx[:16].hex()}"
                 ) from exc
             raise NoResponse(f"no response {what} within {timeout:g}s") from exc
         except ModbusException as exc:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import struct
 import time
 from typing import Any
+
+import pytest
 
 from drivers.base import DEGRADED, UP
 from drivers.modbus.config import ModbusTcpDevice
@@ -118,3 +122,31 @@ async def test_server_killed_and_restarted(server_process: ServerProcess) -> Non
     assert back - marks["restarted"] <= RESTART_BACKOFF_MAX + RESTART_INTERVAL + MARGIN
     assert all(r.quality == GOOD for c in cycles if c.tick >= back for r in c.readings)
     assert d.status.state == UP and d.status.reconnects >= 1
+
+
+async def test_an_answer_that_cannot_be_decoded_is_named_and_logs_no_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway that garbles its answers (byte count 4, two bytes of data). No real server does that, so the
+    peer here is a raw TCP socket answering every request with that frame: the lowest layer."""
+
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                tid, _, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                await reader.readexactly(length - 1)
+                writer.write(struct.pack(">HHHB", tid, 0, 5, unit) + bytes([3, 4, 0, 1]))
+
+    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    driver = ModbusDriver(ModbusTcpDevice(name="gw", driver="modbus-tcp", host="127.0.0.1", port=port, timeout=0.5,
+                                          point=[{"name": "a", "address": 0}]))  # type: ignore[list-item]
+    await driver.start()
+    try:
+        for _ in range(2):
+            [reading] = await driver.poll()
+            assert reading.quality == BAD and "closed after an answer that cannot be decoded" in (reading.error or "")
+            assert "0001000000050103040001" in (reading.error or "")
+    finally:
+        await driver.stop()
+        server.close()
+    assert not [r for r in caplog.records if r.name == "asyncio" and "Fatal error" in r.getMessage()]
