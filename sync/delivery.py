@@ -97,6 +97,7 @@ class DeliverySink(Sink):
         self.stopping = False  # run() is ending: the delivery loops must end too
         self._chunks: asyncio.Queue[Chunk] = asyncio.Queue(READ_AHEAD)
         self._cursor_lock = asyncio.Lock()  # cursor writes in order: a later, smaller one must not win
+        self._expired_ahead: deque[tuple[int, int]] = deque()  # (chunk's last seq, expired in it) not yet passed
 
     # -- what a transport provides ----------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class DeliverySink(Sink):
         await self._load_counters()
         log.info("sink %s (%s) starting after seq %d", self.name, self.config.type, cursor)
         self._chunks = asyncio.Queue(READ_AHEAD)
+        self._expired_ahead.clear()
         tasks = [asyncio.create_task(self._read_ahead(window.taken), name=f"sink-{self.name}-read"),
                  asyncio.create_task(self._deliver(window), name=f"sink-{self.name}-deliver"),
                  asyncio.create_task(self._keep_cursor(window), name=f"sink-{self.name}-cursor")]
@@ -180,6 +182,17 @@ class DeliverySink(Sink):
             else:
                 seq = await write
             window.made_durable(seq)
+            await self._count_expired(window.durable)
+
+    async def _count_expired(self, durable: int) -> None:
+        """Count the expired readings the durable cursor has passed: counted once, not again after a restart
+        that reads them again."""
+        n = 0
+        while self._expired_ahead and self._expired_ahead[0][0] <= durable:
+            n += self._expired_ahead.popleft()[1]
+        if n:
+            self.expired += n
+            await self.store.count(expired_counter(self.name), n)
 
     async def _read_ahead(self, after: int) -> None:
         """Read, filter, batch and encode ahead of the sender (a few chunks at most)."""
@@ -205,8 +218,7 @@ class DeliverySink(Sink):
             return None
         chunk, expired = found
         if expired:
-            self.expired += expired
-            await self.store.count(expired_counter(self.name), expired)
+            self._expired_ahead.append((chunk.taken, expired))  # counted when the cursor passes them
         return chunk
 
     def _prepare(self, store: Store, after: int) -> tuple[Chunk, int] | None:

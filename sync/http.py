@@ -9,6 +9,7 @@ import logging
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -35,7 +36,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: "²" is a digit float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -69,7 +70,7 @@ class HttpSink(DeliverySink):
 
     def _new_session(self) -> aiohttp.ClientSession:
         cfg = self.config
-        if cfg.url.startswith("https:") and self._ssl is None:
+        if urlsplit(cfg.url).scheme == "https" and self._ssl is None:  # the scheme is case-insensitive
             self._ssl = ssl_context(cfg, cfg.name)
         auth = aiohttp.BasicAuth(cfg.username, cfg.password or "") if cfg.username is not None else None
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.timeout), auth=auth,
@@ -135,9 +136,9 @@ class HttpSink(DeliverySink):
                 return
             if status in RETRY_STATUSES or status >= 500 or 300 <= status < 400:  # a redirect: fix the url
                 self.retries += 1
-                delay = backoff.next()
-                if after is not None:
-                    delay = min(after, cfg.retry_after_max)
+                delay = backoff.next()  # at least this: "Retry-After: 0" (or a date already past, on a
+                if after is not None:  # clock that runs ahead) must not make a tight loop against a busy server
+                    delay = max(delay, min(after, cfg.retry_after_max))
                 self.outage.failed(what, f"HTTP {status}{': ' + text if text else ''} (next try in {delay:.1f} s)")
                 await asyncio.sleep(delay)
                 continue

@@ -2,7 +2,7 @@
 
 A message is a batch of readings (not necessarily contiguous seqs when grouped per device). The cursor may
 move to seq C only when every reading <= C was acked, skipped (filter) or expired; the window works that
-out as "just below the first seq of the oldest unacked message", or everything covered so far when all are
+out as "just below the lowest seq of any unacked message", or everything covered so far when all are
 acked. A message leaves the window only once the cursor covering it is durable, so after a crash at most
 `limit` messages are sent again. Messages of one store read interleave (one per device), so they enter
 the window together (`wait_room(n)`), else acked ones could wait for coverage by ones that cannot enter.
@@ -92,11 +92,11 @@ class AckWindow:
         self._waiters.clear()
 
     def ackable(self) -> int:
-        """The highest seq the cursor may move to: below the oldest unacked message, else all taken."""
-        for m in self.messages:
-            if not m.acked:
-                return min(m.first_seq - 1, self.taken)
-        return self.taken
+        """The highest seq the cursor may move to: below the lowest seq of any unacked message, else all taken.
+        Every message is looked at: per-device messages interleave, and the parts of a split one may stand
+        after a message of another device with lower seqs."""
+        lowest = min((m.first_seq for m in self.messages if not m.acked), default=None)
+        return self.taken if lowest is None else min(lowest - 1, self.taken)
 
     def made_durable(self, seq: int) -> None:
         """The store now durably holds cursor = seq: messages wholly covered leave the window."""

@@ -88,9 +88,22 @@ async def test_429_waits_for_retry_after(store: Store, receiver: Receiver, runne
     assert 0.95 <= gap < 3.0, gap  # not the 50 ms backoff: the server said 1 s
 
 
+@pytest.mark.parametrize("header", ["0", "Wed, 21 Oct 2015 07:28:00 GMT", "\u00b2"])
+async def test_a_retry_after_of_zero_past_or_garbled_still_backs_off(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path, header: str) -> None:
+    """0 s, a date already past (a clock running ahead) or a digit float() refuses: not a tight loop, no crash."""
+    receiver.responder = lambda req, i: (503, {"Retry-After": header}) if i < 3 else (200, {})
+    seqs = await fill(store, 10)
+    sink = http_sink(store, tmp_path, receiver.url, retry_min="200ms", retry_max="5s")
+    runner.start(sink)
+    await eventually(lambda: receiver.delivered() == seqs)
+    gaps = [b.at - a.at for a, b in itertools.pairwise(receiver.requests)]
+    assert len(receiver.requests) == 4 and min(gaps) >= 0.09, gaps  # the backoff: 0.2 s, half of it random
+
+
 def test_retry_after_header_forms() -> None:
     assert retry_after("7") == 7.0
-    assert retry_after(None) is None and retry_after("soon") is None
+    assert retry_after(None) is None and retry_after("soon") is None and retry_after("\u00b2") is None
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(1_000_030))
     assert retry_after(date, now=1_000_000) == pytest.approx(30.0)
 
@@ -295,3 +308,27 @@ url = "{receiver.url}"
         assert daemon.runners["sim"].driver.status.state == "up"
     finally:
         await daemon.stop("test over")
+
+
+async def test_expired_readings_are_counted_once_when_the_cursor_passes_them(
+        store: Store, receiver: Receiver, runner: SinkRunner, tmp_path: Path) -> None:
+    """A fresh reading the receiver refuses for now, then 20 older than max_age: restarts read them again
+    (the cursor is still before them), but they are counted only once, when the cursor passes them."""
+    accept = False
+    receiver.responder = lambda req, i: (200 if accept else 503, {})
+    [fresh] = await fill(store, 1)
+    old = await fill(store, 20, ts=time.time() - 7200)
+    for _ in range(3):
+        sink = http_sink(store, tmp_path, receiver.url, max_age="1h", batch_max=1, retry_min="50ms")
+        runner.start(sink)
+        await eventually(lambda: len(receiver.requests) >= 2)
+        await runner.stop(sink)
+        receiver.requests.clear()
+    assert store.cursor_sync("erp") == fresh - 1
+    assert "sink.erp.expired" not in store.stats_sync()["counters"]
+    accept = True
+    sink = http_sink(store, tmp_path, receiver.url, max_age="1h", batch_max=1, retry_min="50ms")
+    runner.start(sink)
+    await eventually(lambda: store.cursor_sync("erp") == old[-1])
+    await eventually(lambda: store.stats_sync()["counters"].get("sink.erp.expired") == 20)
+    assert sink.stats()["expired"] == 20 and receiver.delivered() == [fresh]

@@ -93,7 +93,8 @@ async def test_https_mutual_tls(store: Store, pki: Pki, runner: SinkRunner, tmp_
     receiver = await Receiver(_server_context(pki, client_cert=True)).start()
     try:
         seqs = await fill(store, 20)
-        s = sink(store, tmp_path, type="http", url=receiver.url, ca_file=str(pki.ca),
+        url = receiver.url.replace("https://", "HTTPS://")  # the scheme is case-insensitive: same TLS keys apply
+        s = sink(store, tmp_path, type="http", url=url, ca_file=str(pki.ca),
                  cert_file=str(pki.client_cert), key_file=str(pki.client_key))
         runner.start(s)
         await eventually(lambda: receiver.delivered() == seqs)

@@ -84,6 +84,22 @@ async def test_parts_of_a_split_message_never_cover_another_devices_unsent_readi
     assert w.ackable() == 8
 
 
+async def test_a_split_message_sent_after_another_devices_message_does_not_pass_it() -> None:
+    # plc1: 1, 3, ..., 39 (message a); plc2: 2, 4, ..., 40 (message b) is already out when a is split
+    w = AckWindow(limit=8, cursor=0)
+    a, b = msg(1, 39), msg(2, 40)
+    w.add(a, 1)
+    w.add(b, 40)
+    a1, a2 = msg(1, 19), msg(21, 39)
+    w.replace(a, [a1, a2])
+    w.ack(a1)
+    assert w.ackable() == 1, "plc2's 2..40 are unacked"
+    w.ack(b)
+    assert w.ackable() == 20
+    w.ack(a2)
+    assert w.ackable() == 40
+
+
 async def test_window_cursor_stops_below_the_oldest_unacked_message() -> None:
     w = AckWindow(limit=3, cursor=10)
     a, b, c = msg(11, 15), msg(12, 18), msg(19, 20)  # a and b interleave (two devices)
