@@ -2,6 +2,9 @@
 
 A transform receives a Reading and returns it (changed or not), a list of Readings, or None to drop it.
 An exception or a wrong return type marks the reading `uncertain` with the error; it never stops the daemon.
+A returned reading with a field the store cannot take (quality "Good", ts None or text, device None...) becomes a
+`bad` reading of its device/point naming the transform and the field, or is dropped when device or point is
+unusable; either way counted and logged, so one transform's mistake never costs the store's shared batch.
 """
 
 from __future__ import annotations
@@ -9,16 +12,77 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import logging
+import numbers
+import reprlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edge.reading import BAD, UNCERTAIN, Reading
+from edge.reading import BAD, QUALITIES, UNCERTAIN, Reading
 
 log = logging.getLogger("edge.pipeline")
+
+_QUALITIES = frozenset(QUALITIES)
+TS_MIN = -30610224000.0  # 1000-01-01T00:00:00Z: timestamps outside years 1000-9999 break formatting or parsing
+TS_MAX = 253402300799.0  # 9999-12-31T23:59:59Z (a transform putting milliseconds into ts lands far beyond)
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+_MISSING = object()
+_FIELDS = (  # (field, may be None, in the store's series key, what it must be)
+    ("device", False, True, "a non-empty str that UTF-8 can encode"),
+    ("point", False, True, "a non-empty str that UTF-8 can encode"),
+    ("ts", False, False, "seconds since the epoch as a finite int or float within years 1000-9999"),
+    ("quality", False, False, "'good', 'uncertain' or 'bad'"),
+    ("error", True, False, "None or a str"),
+    ("unit", True, True, "None or a str that UTF-8 can encode"),
+)
+
+
+def _valid(r: Reading) -> bool:
+    """Whether every field but value is what the store takes, checked fast (runs on each transform output)."""
+    try:
+        d, p, ts, q, e, u = r.device, r.point, r.ts, r.quality, r.error, r.unit
+    except AttributeError:  # a Reading made without __init__
+        return False
+    return (type(d) is str and d != "" and (d.isascii() or _encodes(d)) and type(p) is str and p != ""
+            and (p.isascii() or _encodes(p)) and type(ts) is float and TS_MIN <= ts < TS_MAX
+            and type(q) is str and q in _QUALITIES and (e is None or type(e) is str)
+            and (u is None or (type(u) is str and (u.isascii() or _encodes(u)))))
+
+
+def _encodes(text: str) -> bool:
+    """Whether SQLite can take the text (a lone surrogate, as from a bytes.decode(errors="surrogateescape"), not)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _ts(value: Any) -> float | None:
+    """A timestamp as float, or None when it is not a finite real number within years 1000-9999."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        ts = float(value)
+    except (OverflowError, TypeError, ValueError):  # an int beyond float
+        return None
+    return ts if TS_MIN <= ts < TS_MAX else None
+
+
+def _text(value: Any, optional: bool, key: bool) -> str | None:
+    """A str field's value as an exact str; raises ValueError when it is not one (or empty, unless optional).
+    key: part of the store's series key (device, point, unit), so it must encode as UTF-8."""
+    if value is None and optional:
+        return None
+    if isinstance(value, str) and (value or optional) and (not key or _encodes(value)):
+        return str.__str__(value)
+    raise ValueError
+
 
 TransformFn = Callable[[Reading], Any]
 
@@ -111,21 +175,63 @@ class TransformSet:
         original = r.replace()
         try:
             out = t.fn(r)
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # sys.exit() in a transform must not stop the daemon either
             return [self._failed(t, original, f"{type(e).__name__}: {e}")]
         if out is None:
             return []
         if isinstance(out, Reading):
-            return [out]
+            if _valid(out):
+                return [out]
+            checked = self._checked(t, original, out)
+            return [] if checked is None else [checked]
         if isinstance(out, list | tuple) and all(isinstance(x, Reading) for x in out):
-            return list(out)
+            if all(map(_valid, out)):
+                return list(out)
+            return [c for c in (x if _valid(x) else self._checked(t, original, x) for x in out) if c is not None]
         return [self._failed(t, original, f"returned {type(out).__name__}, expected a Reading, a list or None")]
 
-    def _failed(self, t: Transform, r: Reading, why: str) -> Reading:
+    def _count(self, t: Transform, r: Reading, why: str) -> None:
         self.errors += 1
         if self.errors <= 10 or self.errors % 1000 == 0:
             log.warning("transform %s failed on %s/%s: %s (error #%d)", t.name, r.device, r.point, why, self.errors)
+
+    def _failed(self, t: Transform, r: Reading, why: str) -> Reading:
+        self._count(t, r, why)
         if r.quality != BAD:
             r.quality = UNCERTAIN
         r.error = f"transform {t.name}: {why}"
         return r
+
+    def _checked(self, t: Transform, before: Reading, r: Reading) -> Reading | None:
+        """A returned reading that failed the quick check. An int ts becomes a float and a str subclass a str
+        (nothing wrong with either). Any other unusable field makes it a `bad` reading of its device/point whose
+        error names the transform and the field; with an unusable device or point it is dropped. Both counted."""
+        fixed: dict[str, Any] = {}
+        wrong: list[str] = []
+        for k, optional, key, expected in _FIELDS:
+            v = getattr(r, k, _MISSING)
+            try:
+                fixed[k] = _ts(v) if k == "ts" else _text(v, optional, key)
+                if (k == "ts" and fixed[k] is None) or (k == "quality" and fixed[k] not in _QUALITIES):
+                    raise ValueError
+            except ValueError:
+                fixed[k] = _MISSING
+                wrong.append(f"{k} {self._show(v)}, expected {expected}")
+        if not wrong:  # nothing but representation: the same reading, in exact types
+            r.device, r.point, r.ts = fixed["device"], fixed["point"], fixed["ts"]
+            r.quality, r.error, r.unit = fixed["quality"], fixed["error"], fixed["unit"]
+            return r
+        why = "returned a reading with " + "; ".join(wrong)
+        device, point = fixed["device"], fixed["point"]
+        if device is _MISSING or point is _MISSING:
+            self._count(t, before, why + "; dropped it")
+            return None
+        self._count(t, before, f"{why}; kept as a bad reading of {device}/{point}")
+        ts = fixed["ts"] if fixed["ts"] is not _MISSING else _ts(before.ts)
+        unit = fixed["unit"] if fixed["unit"] is not _MISSING else before.unit
+        return Reading.bad(device, point, f"transform {t.name}: {why}", time.time() if ts is None else ts,
+                           unit if type(unit) is str and _encodes(unit) else None)
+
+    @staticmethod
+    def _show(value: Any) -> str:
+        return "missing" if value is _MISSING else _short.repr(value)
