@@ -27,9 +27,10 @@ class PointConfig(BaseModel):
 
     name: Name
     unit: str | None = None
-    scale: float = 1.0
-    offset: float = 0.0
-    deadband: float = Field(default=0.0, ge=0.0)
+    # Finite only: a NaN or infinite factor would turn every value into null while its quality stays good.
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
+    deadband: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     writable: bool = False
 
 

@@ -69,6 +69,18 @@ BROKEN = [
      ":6: device[0].interval: expected greater than 0"),
     ("point wrong type", '[edge]\nid = "a"\n[[device]]\nname = "x"\ndriver = "simulator"\n'
      '[[device.point]]\nname = "p"\nscale = "ten"\n', ":8: device[0].point[0].scale: expected a valid number"),
+    ("point scale nan", '[edge]\nid = "a"\n[[device]]\nname = "x"\ndriver = "simulator"\n'
+     '[[device.point]]\nname = "p"\nscale = nan\n',
+     ":8: device[0].point[0].scale: expected a finite number, found nan"),
+    ("point offset inf", '[edge]\nid = "a"\n[[device]]\nname = "x"\ndriver = "simulator"\n'
+     '[[device.point]]\nname = "p"\noffset = -inf\n',
+     ":8: device[0].point[0].offset: expected a finite number, found -inf"),
+    ("point deadband inf", '[edge]\nid = "a"\n[[device]]\nname = "x"\ndriver = "simulator"\n'
+     '[[device.point]]\nname = "p"\ndeadband = inf\n',
+     ":8: device[0].point[0].deadband: expected a finite number, found inf"),
+    ("modbus scale inf", '[edge]\nid = "a"\n[[device]]\nname = "x"\ndriver = "modbus-tcp"\nhost = "127.0.0.1"\n'
+     '[[device.point]]\nname = "p"\naddress = 1\nscale = inf\n',
+     ":10: device[0].point[0].scale: expected a finite number, found inf"),
     ("device is not a table list", 'device = 3\n[edge]\nid = "a"\n', ":1: device: expected a valid list, found 3"),
     ("key under the wrong table", '[edge]\nid = "a"\ninterval = "1s"\n', ":3: edge.interval: expected no such key"),
     ("bad transform ref", '[edge]\nid = "a"\n[[pipeline.transform]]\nfunction = "nodot"\n',
