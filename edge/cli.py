@@ -67,34 +67,45 @@ config_option = click.option("-c", "--config", "config_path", type=click.Path(di
 
 
 def _load(config_path: str | None, secrets: bool = False) -> Any:
+    """The config, or exit 1 with its problems. secrets=False (tools that need no secret) falls back to
+    resolving them when the file is valid only with its `secret:NAME` values put in (e.g. a secret URL)."""
     from edge.config import ConfigError, load_config
 
     try:
         return load_config(config_path, secrets)
     except ConfigError as e:
-        for p in e.problems:
-            click.echo(str(p), err=True)
-        sys.exit(EXIT_USER)
+        error = e
+    if not secrets:
+        try:
+            return load_config(config_path, True)
+        except ConfigError as e:
+            error = e  # the daemon's view: a secret that cannot be read is named as such
+    for p in error.problems:
+        click.echo(str(p), err=True)
+    sys.exit(EXIT_USER)
 
 
 @cli.command()
 @config_option
 def check(config_path: str | None) -> None:
-    """Validate a config file; every problem is printed as FILE:LINE: key.path: message."""
-    from edge.config import ConfigError, default_path, load_config
+    """Validate a config file as the daemon would run it (secrets resolved, transforms loaded).
+
+    Every problem is printed as FILE:LINE: key.path: message.
+    """
+    from edge.config import ConfigError, default_path, load_config, transform_problem
     from edge.daemon import load_transform_set
     from edge.pipeline import TransformError
 
     path = config_path or default_path()
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, secrets=True)
         load_transform_set(cfg)
     except ConfigError as e:
         for p in e.problems:
             click.echo(str(p))
         sys.exit(EXIT_USER)
     except TransformError as e:
-        click.echo(f"{path}:0: pipeline.transform: {e}")
+        click.echo(str(transform_problem(cfg, e)))
         sys.exit(EXIT_USER)
     click.echo(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.sinks)} sinks)")
 
@@ -113,11 +124,19 @@ def run(config_path: str | None, log_level: str | None) -> None:
 
 async def _run_daemon(cfg: Any, announce: Any = None) -> int:
     from edge.daemon import Daemon
+    from edge.pipeline import TransformError
     from edge.store import StoreLocked
 
     daemon = Daemon(cfg)
     try:
         await daemon.start()
+    except TransformError as e:  # a config error, like those _load prints: FILE:LINE: key.path: message
+        from edge.config import transform_problem
+
+        click.echo(str(transform_problem(cfg, e)), err=True)
+        if daemon.store is not None:
+            await daemon.stop("start-up failed")
+        return EXIT_USER
     except StoreLocked as e:
         click.echo(f"edge: {e}", err=True)
         return EXIT_RUNTIME

@@ -70,9 +70,12 @@ class Daemon:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Drivers that keep files (OPC-UA's PKI) resolve relative paths against the data dir.
         os.environ.setdefault("EDGE_DATA_DIR", str(self.data_dir))
+        # Transforms first: one that does not import is a config error (TransformError), raised before the store
+        # or anything else is open.
+        transforms = load_transform_set(cfg)
         loop = asyncio.get_running_loop()
         self.store = await loop.run_in_executor(None, Store.open, self.data_dir, cfg.store.options())
-        self.pipeline = Pipeline([], load_transform_set(cfg))
+        self.pipeline = Pipeline([], transforms)
         await self._drop_stale_sink_cursors()
         for dev in cfg.devices:
             self._start_device(dev)

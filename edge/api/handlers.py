@@ -330,7 +330,12 @@ async def config(request: web.Request) -> web.Response:
 
 @routes.put("/v1/config")
 async def put_config(request: web.Request) -> web.Response:
-    """Replace the config file (validated first, previous file kept as .bak), then reload."""
+    """Replace the config file (validated first, previous file kept as .bak), then reload.
+
+    Everything the reload checks is checked before the file is touched: the text, its secrets, its transforms
+    (imported) and its new devices and sinks (built). A config the reload would refuse is refused with 422 and
+    the file stays as it was, so that the next restart does not fail on it.
+    """
     from edge.config import ConfigError, parse_text
 
     body = await json_body(request)
@@ -340,16 +345,46 @@ async def put_config(request: web.Request) -> web.Response:
     d = daemon_of(request)
     path = d.config.source
     try:
-        parse_text(text, str(path), secrets=True)
+        new = await asyncio.get_running_loop().run_in_executor(None, parse_text, text, str(path), True)
     except ConfigError as e:
-        return web.json_response({"error": "config refused: " + "; ".join(str(p) for p in e.problems),
-                                  "problems": [str(p) for p in e.problems]}, status=422)
+        problems = [str(p) for p in e.problems]
+        return web.json_response({"error": "config refused: " + "; ".join(problems), "problems": problems},
+                                 status=422)
+    problem = _reload_problem(d, new, text)
+    if problem is not None:
+        return web.json_response({"error": f"config refused: {problem}", "problems": [problem]}, status=422)
     await asyncio.get_running_loop().run_in_executor(None, _replace_file, path, text)
     problems = await d.reload()
     if problems:
         return web.json_response({"error": "reload refused: " + "; ".join(problems), "problems": problems},
                                  status=422)
     return web.json_response({"path": str(path), "reloaded": True})
+
+
+def _reload_problem(d: Daemon, new: Any, text: str) -> str | None:
+    """What Daemon.reload would refuse in a valid config beyond its text: a transform that does not load, or
+    a changed device or sink that cannot be built (the instances are dropped: building one opens nothing)."""
+    from drivers import registry as driver_registry
+    from edge.config import transform_problem
+    from edge.daemon import load_transform_set
+    from edge.pipeline import TransformError
+
+    try:
+        load_transform_set(new)
+    except TransformError as e:
+        return str(transform_problem(new, e, text))
+    old_devices = {dev.name: dev for dev in d.config.devices}
+    old_sinks = {sink.name: sink for sink in d.config.sinks}
+    try:
+        for dev in new.devices:
+            if old_devices.get(dev.name) != dev:
+                driver_registry.create_driver(dev)
+        for sink in new.sinks:
+            if old_sinks.get(sink.name) != sink:
+                d._create_sink(sink)
+    except Exception as e:
+        return f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}"
+    return None
 
 
 def _replace_file(path: Path, text: str) -> None:

@@ -29,6 +29,8 @@ from sync.base import SinkConfig
 
 DEFAULT_PATH = "/etc/edge/edge.toml"
 
+Loc = tuple[str | int, ...]  # a key path in the file: ("device", 0, "point", 2, "type")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -194,55 +196,141 @@ def _keys_for(loc: tuple[str | int, ...], raw: dict[str, Any]) -> list[str] | No
     return None
 
 
-def _duplicates(raw_list: Any, what: str, section: str, lines: dict[Any, int], file: str) -> list[Problem]:
-    problems: list[Problem] = []
+def _duplicates(raw_list: Any, what: str, section: str) -> list[tuple[Loc, str]]:
+    found: list[tuple[Loc, str]] = []
     seen: dict[str, int] = {}
     if not isinstance(raw_list, list):
-        return problems
+        return found
     for i, entry in enumerate(raw_list):
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str):
             continue
         if name in seen:
-            path = (section, i, "name")
-            problems.append(Problem(file, line_of(lines, path), _path_text(path),
-                                    f"expected a unique {what} name, found {name!r} again "
-                                    f"(first at {section}[{seen[name]}])"))
+            found.append(((section, i, "name"), f"expected a unique {what} name, found {name!r} again "
+                                                f"(first at {section}[{seen[name]}])"))
         else:
             seen[name] = i
-    return problems
+    return found
 
 
-def _mentions_secrets(value: Any) -> bool:
-    """Whether any string in the parsed config starts with `secret:` (edge.secrets.SECRET_PREFIX)."""
+SECRET_PREFIX = "secret:"  # edge.secrets.SECRET_PREFIX, not imported: that module loads `cryptography`
+
+
+def _secret_refs(value: Any, loc: Loc = ()) -> list[tuple[Loc, str]]:
+    """(location, `secret:NAME` string) of every secret reference in the parsed config."""
     if isinstance(value, str):
-        return value.startswith("secret:")
+        return [(loc, value)] if value.startswith(SECRET_PREFIX) else []
+    found: list[tuple[Loc, str]] = []
     if isinstance(value, dict):
-        return any(_mentions_secrets(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_mentions_secrets(v) for v in value)
-    return False
+        for k, v in value.items():
+            found += _secret_refs(v, (*loc, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _secret_refs(v, (*loc, i))
+    return found
 
 
-def _with_secrets(raw: dict[str, Any], file: str) -> dict[str, Any]:
-    """Replace `secret:NAME` strings by their values from the encrypted secrets store."""
-    if not _mentions_secrets(raw):
+def _value_at(raw: Any, loc: Loc) -> Any:
+    """The parsed value at loc, or None when there is none."""
+    for part in loc:
+        in_list = isinstance(part, int) and isinstance(raw, list) and 0 <= part < len(raw)
+        if not (in_list or (isinstance(part, str) and isinstance(raw, dict) and part in raw)):
+            return None
+        raw = raw[part]
+    return raw
+
+
+def _replaced(raw: Any, values: dict[str, str]) -> Any:
+    """raw with every reference to a secret in values replaced by its value (other references stay as written)."""
+    if isinstance(raw, str):
+        name = raw[len(SECRET_PREFIX):] if raw.startswith(SECRET_PREFIX) else None
+        return values[name] if name is not None and name in values else raw
+    if isinstance(raw, dict):
+        return {k: _replaced(v, values) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_replaced(v, values) for v in raw]
+    return raw
+
+
+@dataclass
+class _Secrets:
+    """The outcome of resolving a config's `secret:NAME` references."""
+
+    raw: dict[str, Any]  # the parsed config with the secrets that could be read put in
+    problems: list[tuple[Loc, str]]  # references that could not be resolved, and why
+    values: dict[str, str]  # secret name -> value, for keeping the values out of error messages
+
+
+def _with_secrets(raw: dict[str, Any], file: str) -> _Secrets:
+    """Replace `secret:NAME` strings by their values from the encrypted secrets store.
+
+    A reference that cannot be resolved (invalid name, secret not set, store or key unreadable) is a problem
+    at its own location; it stays as written so that the rest of the file is still validated.
+    """
+    refs = _secret_refs(raw)
+    if not refs:
         # edge.secrets loads the cryptography package: ~6 MB of RSS for the daemon's whole life, for nothing.
-        return raw
-    from edge.secrets import SecretError, resolve_secrets
+        return _Secrets(raw, [], {})
+    from edge.secrets import NAME_RE, SecretError, SecretStore, secret_key_file
 
     edge: dict[str, Any] = raw["edge"] if isinstance(raw.get("edge"), dict) else {}
     default_dir = EdgeSection.model_fields["data_dir"].default
     data_dir = resolve(Path(file).resolve().parent, str(edge.get("data_dir", default_dir)))
+    section = raw.get("secrets")
+    key_file = section.get("key_file") if isinstance(section, dict) else None
+    store = SecretStore(data_dir, key_file=secret_key_file(data_dir, key_file if isinstance(key_file, str) else None))
     try:
-        resolved: dict[str, Any] = resolve_secrets(raw, str(data_dir))
+        stored: set[str] | None = set(store.names())
+        unreadable = ""
     except SecretError as e:
-        raise ConfigError([Problem(file, 0, "(secrets)", f"expected every referenced secret to be set: {e}")]) from None
-    return resolved
+        stored, unreadable = None, str(e)
+    values: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    problems: list[tuple[Loc, str]] = []
+    for loc, ref in refs:
+        name = ref[len(SECRET_PREFIX):]
+        if not NAME_RE.fullmatch(name):
+            problems.append((loc, f"expected {SECRET_PREFIX}NAME with a NAME of 1-64 of A-Z a-z 0-9 . _ -, "
+                                  f"found {_show(ref)}"))
+        elif stored is None:
+            problems.append((loc, f"expected a readable secrets store for {ref}, found: {unreadable}"))
+        elif name not in stored:
+            problems.append((loc, f"expected a secret that is set, found {ref}, which is not "
+                                  f"(secrets not set: run `edge secrets set {name}` on this appliance)"))
+        else:
+            if name not in values and name not in failed:
+                try:
+                    values[name] = store.get(name)
+                except SecretError as e:
+                    failed[name] = str(e)
+            if name in failed:
+                problems.append((loc, f"expected a secret that can be decrypted, found {ref}, which cannot: "
+                                      f"{failed[name]}"))
+    return _Secrets(_replaced(raw, values), problems, values)
+
+
+def _hide_secret(message: str, ref: str) -> str:
+    """An error about a value that came from a secret: the found part names the reference, never the value."""
+    head = message.split(", found ", 1)[0]
+    return f"{head}, found the value of {ref} (not shown)"
+
+
+def _scrub(message: str, values: dict[str, str]) -> str:
+    """Any secret value quoted in a message (e.g. by a check spanning several keys) becomes its reference."""
+    for name, value in sorted(values.items(), key=lambda nv: -len(nv[1])):
+        if value:
+            message = message.replace(repr(value), SECRET_PREFIX + name)
+            if len(value) >= 4:  # a shorter one is no secret worth mangling unrelated words for
+                message = message.replace(value, SECRET_PREFIX + name)
+    return message
 
 
 def parse_text(text: str, file: str, secrets: bool = False) -> Config:
-    """Validate config text; raises ConfigError listing every problem. secrets=True resolves `secret:NAME`."""
+    """Validate config text; raises ConfigError listing every problem. secrets=True resolves `secret:NAME`.
+
+    An error about a value that came from a secret shows the reference (`secret:NAME`), never the value.
+    """
+    text = text.removeprefix("\ufeff")  # a UTF-8 BOM (some Windows editors write one) is not TOML
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -251,24 +339,37 @@ def parse_text(text: str, file: str, secrets: bool = False) -> Config:
         what = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
         problem = Problem(file, line, "(toml)", f"expected valid TOML, found a syntax error: {what}")
         raise ConfigError([problem]) from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        problem = Problem(file, 1, "(toml)", "expected valid TOML, found arrays or inline tables nested too deeply")
+        raise ConfigError([problem]) from None
     lines = key_lines(text)
-    problems: list[Problem] = []
+    found: list[tuple[Loc, str]] = []
     model = _root_model()
-    if secrets:
-        raw = _with_secrets(raw, file)
+    resolved = _with_secrets(raw, file) if secrets else _Secrets(raw, [], {})
+    unresolved = {loc for loc, _ in resolved.problems}
+    found += resolved.problems
     try:
-        parsed = model.model_validate(raw)
+        parsed = model.model_validate(resolved.raw)
     except ValidationError as e:
         parsed = None
         for err in e.errors(include_url=False):
-            loc = _clean_loc(tuple(err["loc"]), raw)
+            loc = _clean_loc(tuple(err["loc"]), resolved.raw)
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc = (*loc, "driver" if loc and loc[0] == "device" else "type")
-            keys = _keys_for(loc, raw) if err["type"] == "extra_forbidden" else None
-            problems.append(Problem(file, line_of(lines, loc), _path_text(loc), _message(dict(err), keys)))
-    problems += _duplicates(raw.get("device"), "device", "device", lines, file)
-    problems += _duplicates(raw.get("sink"), "sink", "sink", lines, file)
-    if problems or parsed is None:
+            if loc in unresolved:
+                continue  # already reported: the secret could not be read, so its value was not checked
+            keys = _keys_for(loc, resolved.raw) if err["type"] == "extra_forbidden" else None
+            found.append((loc, _message(dict(err), keys)))
+    found += _duplicates(resolved.raw.get("device"), "device", "device")
+    found += _duplicates(resolved.raw.get("sink"), "sink", "sink")
+    if found or parsed is None:
+        problems = []
+        for loc, message in found:
+            original = _value_at(raw, loc)
+            if resolved.values and isinstance(original, str) and original.startswith(SECRET_PREFIX) \
+                    and loc not in unresolved:
+                message = _hide_secret(message, original)
+            problems.append(Problem(file, line_of(lines, loc), _path_text(loc), _scrub(message, resolved.values)))
         problems.sort(key=lambda p: p.line)
         raise ConfigError(problems)
     data: Any = parsed
@@ -277,6 +378,33 @@ def parse_text(text: str, file: str, secrets: bool = False) -> Config:
         edge=data.edge, store=data.store, api=data.api, discovery=data.discovery, pipeline=data.pipeline,
         devices=list(data.device), sinks=list(data.sink),
     )  # the parsed TOML is not kept: nothing reads it, and it held ~0.5 KB per point for the daemon's life
+
+
+def transform_problem(config: Config, error: Exception, text: str | None = None) -> Problem:
+    """A transform that does not load (edge.pipeline.TransformError), as a Problem at its config line.
+
+    text is the config's source (read from config.source when not given). When transforms_dir came from a
+    secret, the message names the reference instead of the folder.
+    """
+    message = str(error)
+    lines: dict[Loc, int] = {}
+    raw: Any = {}
+    try:
+        source = text if text is not None else config.source.read_text(encoding="utf-8")
+        source = source.removeprefix("\ufeff")
+        lines, raw = key_lines(source), tomllib.loads(source)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        pass
+    loc: Loc = ("pipeline", "transform")
+    for i, t in enumerate(config.pipeline.transform):
+        module = t.function.partition(".")[0]
+        if repr(t.function) in message or str(config.transforms_path / f"{module}.py") in message:
+            loc = ("pipeline", "transform", i, "function")
+            break
+    folder = _value_at(raw, ("pipeline", "transforms_dir"))
+    if isinstance(folder, str) and folder.startswith(SECRET_PREFIX):
+        message = message.replace(str(config.transforms_path), folder)
+    return Problem(str(config.source), line_of(lines, loc), _path_text(loc), message)
 
 
 def default_path() -> str:

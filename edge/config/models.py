@@ -54,7 +54,7 @@ class ApiSection(Section):
     @classmethod
     def _host_port(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT such as '127.0.0.1:8470', found {v!r}")
         return v
 

@@ -109,3 +109,29 @@ def test_a_stuck_store_applies_backpressure_not_unbounded_memory(tmp_path: Path)
         assert second["devices"]["a"]["polls"] == first["devices"]["a"]["polls"]  # the poller waits
     finally:
         edge.kill()
+
+
+def test_a_transform_that_does_not_import_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    """A config error (exit 1) naming the transform file and the problem, before the store is opened."""
+    import subprocess
+    import sys
+
+    (tmp_path / "transforms").mkdir()
+    (tmp_path / "transforms" / "broken.py").write_text("import nonexistent_mod\n")
+    cfg = write_config(tmp_path, '[[device]]\nname = "a"\ndriver = "simulator"\n\n'
+                                 '[[pipeline.transform]]\nfunction = "broken.f"\n')
+    run = subprocess.run([sys.executable, "-m", "edge", "run", "-c", str(cfg)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1, run
+    line = cfg.read_text().splitlines().index('function = "broken.f"') + 1
+    assert run.stderr.splitlines() == [f"{cfg}:{line}: pipeline.transform[0].function: "
+                                       f"{tmp_path / 'transforms' / 'broken.py'}: failed to import: "
+                                       "ModuleNotFoundError: No module named 'nonexistent_mod'"], run.stderr
+    assert not (tmp_path / "data" / "store.sqlite").exists()  # nothing was opened, so nothing is left open
+    # Once the file imports, the same config runs.
+    (tmp_path / "transforms" / "broken.py").write_text("def f(r):\n    return r\n")
+    edge = EdgeProcess(cfg).start()
+    try:
+        wait_until(lambda: edge.all_readings())
+    finally:
+        assert edge.stop() == 0

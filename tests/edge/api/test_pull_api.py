@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -219,6 +220,67 @@ def test_reload_applies_device_changes_and_refuses_invalid_config(edge: EdgeProc
         assert edge.get("/v1/devices")["devices"][0]["interval"] == 0.05
     finally:
         edge.config.write_text(text)
+
+
+def test_config_errors_name_a_secret_never_its_value(edge: EdgeProcess) -> None:
+    """A value from `secret:NAME` that fails validation: the 422 bodies of reload and PUT, and the event, name
+    the reference."""
+    from edge.secrets import SecretStore
+
+    SecretStore(edge.data_dir).set("hookurl", "ftp://admin:Hunter2Pw@example.com/x")
+    text = edge.config.read_text()
+    bad = text + '\n[[sink]]\nname = "hook"\ntype = "http"\nurl = "secret:hookurl"\n'
+    line = bad.splitlines().index('url = "secret:hookurl"') + 1
+    expected = (f"{edge.config}:{line}: sink[0].url: expected http://host/path or https://host/path, "
+                "found the value of secret:hookurl (not shown)")
+    try:
+        edge.config.write_text(bad)
+        code, body, _ = status_of(edge, "POST", "/v1/reload")
+        assert code == 422 and body["problems"] == [expected], body
+        edge.config.write_text(text)
+        code, body, _ = status_of(edge, "PUT", "/v1/config", {"text": bad})
+        assert code == 422 and body["problems"] == [expected], body
+        assert edge.config.read_text() == text
+        events = wait_until(lambda: (e := json.dumps(edge.get("/v1/events?kind=reload_failed"))) and "hookurl" in e
+                            and e)  # events are served once durable
+        assert "secret:hookurl (not shown)" in events
+        for part in ("Hunter2Pw", "admin", "example.com"):
+            assert part not in events
+    finally:
+        edge.config.write_text(text)
+        for name in ("secrets.json", "secrets.key"):
+            (edge.data_dir / name).unlink(missing_ok=True)
+
+
+def test_put_config_refuses_what_the_reload_would_refuse_and_leaves_the_file(edge: EdgeProcess) -> None:
+    """A transform that does not load is found before the file is replaced, so the next restart still works."""
+    folder = edge.config.parent / "transforms"
+    folder.mkdir(exist_ok=True)
+    (folder / "broken.py").write_text("import nonexistent_mod\n")
+    (folder / "ok.py").write_text("def f(r):\n    return r\n")
+    text = edge.config.read_text()
+    bak = edge.config.with_name("edge.toml.bak")
+    bak_before = bak.read_text() if bak.exists() else None
+    refused_before = len(edge.get("/v1/events?kind=reload_failed")["events"])
+    try:
+        for function, problem in (("broken.f", f"{folder / 'broken.py'}: failed to import: ModuleNotFoundError: "
+                                               "No module named 'nonexistent_mod'"),
+                                  ("ok.g", f"transform 'ok.g': expected a function 'g' in {folder / 'ok'}.py"),
+                                  ("gone.f", f"transform 'gone.f': expected a file {folder / 'gone.py'}, found none")):
+            new = text + f'\n[[pipeline.transform]]\nfunction = "{function}"\n'
+            line = new.splitlines().index(f'function = "{function}"') + 1
+            code, body, _ = status_of(edge, "PUT", "/v1/config", {"text": new})
+            assert code == 422, body
+            assert body["problems"] == [f"{edge.config}:{line}: pipeline.transform[0].function: {problem}"], body
+            assert edge.config.read_text() == text  # neither replaced
+            assert (bak.read_text() if bak.exists() else None) == bak_before  # nor backed up
+        time.sleep(0.3)  # events are served once durable (commit_interval 50ms)
+        assert len(edge.get("/v1/events?kind=reload_failed")["events"]) == refused_before  # no reload was tried
+        code, body, _ = status_of(edge, "PUT", "/v1/config",
+                                  {"text": text + '\n[[pipeline.transform]]\nfunction = "ok.f"\n'})
+        assert code == 200 and body["reloaded"] is True, body
+    finally:
+        assert status_of(edge, "PUT", "/v1/config", {"text": text})[0] == 200
 
 
 def test_signed_pages_verify_with_the_appliance_key(tmp_path: Path) -> None:

@@ -54,6 +54,10 @@ BROKEN = [
     ("wrong type", '[edge]\nid = "a"\n[discovery]\nadvertise = "yes please"\n',
      ":4: discovery.advertise: expected a valid boolean"),
     ("bad listen", '[edge]\nid = "a"\n[api]\nlisten = "localhost"\n', ":4: api.listen: expected HOST:PORT"),
+    ("listen port not ASCII digits", '[edge]\nid = "a"\n[api]\nlisten = "127.0.0.1:²"\n',
+     ":4: api.listen: expected HOST:PORT such as '127.0.0.1:8470', found '127.0.0.1:²'"),
+    ("nested too deeply", '[edge]\nid = "a"\nx = ' + "[" * 3000 + "]" * 3000 + "\n",
+     ":1: (toml): expected valid TOML, found arrays or inline tables nested too deeply"),
     ("unknown driver", '[edge]\nid = "a"\n[[device]]\nname = "x"\ndriver = "profibus"\n',
      ":5: device[0].driver: expected one of"),
     ("missing driver", '[edge]\nid = "a"\n[[device]]\nname = "x"\n', ":3: device[0].driver: expected one of"),
@@ -137,6 +141,115 @@ def test_real_command_exit_codes(tmp_path: Path) -> None:
     assert run.returncode == 1 and "Traceback" not in run.stderr
 
 
+def test_a_leading_utf8_bom_is_ignored(tmp_path: Path) -> None:
+    code, out = check(tmp_path, "\ufeff" + GOOD)
+    assert code == 0, out
+    code, out = check(tmp_path, "\ufeff" + GOOD.replace('interval = "500ms"', 'interval = "soon"'))
+    assert code == 1 and f"{tmp_path / 'edge.toml'}:14: device[0].interval: expected a duration" in out, out
+
+
+SECRET_SINK = """\
+[edge]
+id = "a"
+data_dir = "{data}"
+
+[[sink]]
+name = "hook"
+type = "http"
+url = "secret:hookurl"
+"""
+
+
+def test_check_validates_secret_references_as_the_daemon_would(tmp_path: Path) -> None:
+    """`edge check` resolves `secret:NAME` like the daemon: a set secret passes, an unusable one is named."""
+    from edge.secrets import SecretStore
+
+    cfg = tmp_path / "edge.toml"
+    code, out = check(tmp_path, SECRET_SINK.format(data=tmp_path))
+    assert code == 1
+    assert out.splitlines() == [f"{cfg}:8: sink[0].url: expected a secret that is set, found secret:hookurl, which is "
+                                f"not (secrets not set: run `edge secrets set hookurl` on this appliance)"]
+    SecretStore(tmp_path).set("hookurl", "https://central.example.com/in")
+    code, out = check(tmp_path, SECRET_SINK.format(data=tmp_path))
+    assert code == 0 and "ok (0 devices, 1 sinks)" in out, out
+    # Tools that need no secret read such a config too (here: no store yet, rather than "expected http://...").
+    result = CliRunner().invoke(cli, ["store", "stats", "-c", str(cfg)])
+    assert result.exit_code == 1 and "no store in" in result.output and "sink[0]" not in result.output, result.output
+    # The key that decrypts them is gone: said as such, at the reference, not as "expected http://...".
+    (tmp_path / "secrets.key").rename(tmp_path / "elsewhere.key")
+    code, out = check(tmp_path, SECRET_SINK.format(data=tmp_path))
+    assert code == 1 and "expected http" not in out
+    assert out.startswith(f"{cfg}:8: sink[0].url: expected a secret that can be decrypted, found secret:hookurl, "
+                          f"which cannot: secrets key file {tmp_path / 'secrets.key'} is missing"), out
+    code, out = check(tmp_path, SECRET_SINK.format(data=tmp_path) + '[secrets]\nkey_file = "elsewhere.key"\n')
+    assert code == 0, out
+    # An unreadable store, and a reference that is no valid name; the rest of the file is still checked.
+    (tmp_path / "secrets.json").write_text("{not json")
+    code, out = check(tmp_path, SECRET_SINK.format(data=tmp_path).replace('"hook"', '"hook!"'))
+    assert code == 1
+    assert f"{cfg}:6: sink[0].name: expected a name matching" in out
+    assert f"{cfg}:8: sink[0].url: expected a readable secrets store for secret:hookurl, found: " in out
+    code, out = check(tmp_path, SECRET_SINK.format(data=tmp_path).replace("secret:hookurl", "secret:hook url"))
+    assert out.splitlines() == [f"{cfg}:8: sink[0].url: expected secret:NAME with a NAME of 1-64 of "
+                                f"A-Z a-z 0-9 . _ -, found 'secret:hook url'"]
+
+
+def test_a_secret_value_never_appears_in_an_error(tmp_path: Path) -> None:
+    """An error about a value that came from a secret names the reference; the value is not shown, in part or whole."""
+    from edge.secrets import SecretStore
+
+    store = SecretStore(tmp_path)
+    store.set("hookurl", "ftp://admin:Hunter2Pw@example.com/x")
+    store.set("retry", "MyS3cretRetryValue")
+    store.set("listen", "127.0.0.1:Hunter2Pw")
+    text = (SECRET_SINK.format(data=tmp_path) + 'retry_max = "secret:retry"\n'
+            '[[sink]]\nname = "hook"\ntype = "http"\nurl = "http://127.0.0.1:9/in"\n')
+    text = text.replace('data_dir = ', '[api]\nlisten = "secret:listen"\n[edge]\nid = "a"\ndata_dir = ', 1)
+    text = text.replace('[edge]\nid = "a"\n[api]', "[api]", 1)
+    cfg = tmp_path / "edge.toml"
+    with pytest.raises(ConfigError) as e:
+        parse_text(text, str(cfg), secrets=True)
+    shown = str(e.value)
+    assert shown.splitlines() == [
+        f"{cfg}:2: api.listen: expected HOST:PORT such as '127.0.0.1:8470', found the value of secret:listen "
+        "(not shown)",
+        f"{cfg}:10: sink[0].url: expected http://host/path or https://host/path, found the value of secret:hookurl "
+        "(not shown)",
+        f"{cfg}:11: sink[0].retry_max: expected a duration like '500ms', '1s', '5m', '30d', found the value of "
+        "secret:retry (not shown)",
+        f"{cfg}:13: sink[1].name: expected a unique sink name, found 'hook' again (first at sink[0])",
+    ], shown
+    # The same through the real commands: `edge check` and the daemon's start.
+    cfg.write_text(text)
+    for command in ("check", "run"):
+        run = subprocess.run([sys.executable, "-m", "edge", command, "-c", str(cfg)], capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 1 and "secret:hookurl" in run.stdout + run.stderr, run
+        for part in ("Hunter2Pw", "admin", "example.com", "MyS3cret"):
+            assert part not in run.stdout + run.stderr, (command, part)
+    # A value that came from a secret and is quoted by a check spanning several keys is replaced, too.
+    store.set("fmt", "ruuvi")
+    text = (f'[edge]\nid = "a"\ndata_dir = "{tmp_path}"\n[[device]]\nname = "cold"\ndriver = "ble"\n'
+            'address = "AA:BB:CC:DD:EE:FF"\nformat = "secret:fmt"\nbindkey = "00112233445566778899aabbccddeeff"\n')
+    with pytest.raises(ConfigError) as e:
+        parse_text(text, str(cfg), secrets=True)
+    assert str(e.value) == f"{cfg}:4: device[0]: bindkey: only for format = 'bthome', found format = secret:fmt"
+
+
+def test_a_transform_that_does_not_load_is_named_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "transforms").mkdir()
+    (tmp_path / "transforms" / "ok.py").write_text("def f(r):\n    return r\n")
+    (tmp_path / "transforms" / "broken.py").write_text("import nonexistent_mod\n")
+    base = f'[edge]\nid = "a"\ndata_dir = "{tmp_path}"\n[[pipeline.transform]]\nfunction = "ok.f"\n'
+    code, out = check(tmp_path, base)
+    assert code == 0, out
+    code, out = check(tmp_path, base + '[[pipeline.transform]]\nfunction = "broken.f"\n')
+    assert code == 1
+    assert out.splitlines() == [f"{tmp_path / 'edge.toml'}:7: pipeline.transform[1].function: "
+                                f"{tmp_path / 'transforms' / 'broken.py'}: failed to import: "
+                                "ModuleNotFoundError: No module named 'nonexistent_mod'"]
+
+
 def test_secret_references_are_resolved_for_the_daemon_only(tmp_path: Path) -> None:
     from edge.secrets import SecretStore
 
@@ -144,6 +257,13 @@ def test_secret_references_are_resolved_for_the_daemon_only(tmp_path: Path) -> N
     assert parse_text(text, str(tmp_path / "edge.toml")).pipeline.transforms_dir == "secret:tdir"
     with pytest.raises(ConfigError) as e:
         parse_text(text, str(tmp_path / "edge.toml"), secrets=True)
-    assert "(secrets): expected every referenced secret to be set" in str(e.value) and "tdir" in str(e.value)
+    assert str(e.value) == (f"{tmp_path / 'edge.toml'}:5: pipeline.transforms_dir: expected a secret that is set, "
+                            "found secret:tdir, which is not (secrets not set: run `edge secrets set tdir` on this "
+                            "appliance)")
     SecretStore(str(tmp_path)).set("tdir", "/opt/transforms")
     assert parse_text(text, str(tmp_path / "edge.toml"), secrets=True).pipeline.transforms_dir == "/opt/transforms"
+    # A transform that does not load names the folder by its reference.
+    (tmp_path / "edge.toml").write_text(text + '[[pipeline.transform]]\nfunction = "gone.f"\n')
+    result = CliRunner().invoke(cli, ["check", "-c", str(tmp_path / "edge.toml")])
+    assert result.exit_code == 1 and "/opt/transforms" not in result.output
+    assert "pipeline.transform[0].function: transform 'gone.f': expected a file secret:tdir/gone.py" in result.output
