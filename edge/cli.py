@@ -147,6 +147,9 @@ async def _run_daemon(cfg: Any, announce: Any = None) -> int:
     if announce is not None:
         announce(daemon)
     await daemon.wait_stopped()
+    if not daemon.stopped_cleanly:  # out of time, or the store's last commit failed: not a clean stop
+        click.echo("edge: stopped, but readings not yet committed were lost (see the log)", err=True)
+        return EXIT_RUNTIME
     return 0
 
 

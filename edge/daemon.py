@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -27,6 +28,7 @@ log = logging.getLogger("edge.daemon")
 
 STOP_TIMEOUT = 5.0  # SIGTERM to closed store, at most
 TASK_STOP_TIMEOUT = 1.5
+STORE_CLOSE_LAST = 0.5  # s the store still gets for its last commit when the stop is late already
 SINK_CLOSE_TIMEOUT = 1.0
 
 
@@ -50,6 +52,7 @@ class Daemon:
         self.started = time.time()
         self._stopped = asyncio.Event()
         self._stopping = False
+        self.stopped_cleanly = True  # False when the stop ran out of time or the store's last commit failed
         self._api: Any = None
         self._advertiser: Any = None  # edge.discovery.Advertiser when [discovery] advertise = true
         self.reloads = 0
@@ -150,15 +153,19 @@ class Daemon:
             return
         self._stopping = True
         log.info("stopping (%s)", why)
+        orderly = STOP_TIMEOUT - STORE_CLOSE_LAST  # the rest is for the store's last word when it is late
+        deadline = asyncio.get_running_loop().time() + orderly
         try:
-            await asyncio.wait_for(self._shutdown(why), STOP_TIMEOUT)
+            await asyncio.wait_for(self._shutdown(why, deadline), orderly)
         except TimeoutError:
-            log.error("shutdown exceeded %.0fs; closing the store anyway", STOP_TIMEOUT)
-            if self.store:
-                self.store.close(timeout=2.0)
+            self.stopped_cleanly = False
+            log.error("shutdown exceeded %.1fs; readings not committed by now are lost", orderly)
+            if self.store:  # a no-op when the store's close was started already (it goes on, on its own thread)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.store.aclose(timeout=STORE_CLOSE_LAST * 0.8), STORE_CLOSE_LAST)
         self._stopped.set()
 
-    async def _shutdown(self, why: str) -> None:
+    async def _shutdown(self, why: str, deadline: float) -> None:
         if self.liveness is not None:
             self.liveness.stopping()
         await self.supervisor.stop_all(TASK_STOP_TIMEOUT)
@@ -174,7 +181,9 @@ class Daemon:
             await self._api.stop()
         if self.store:
             await self.store.add_event("stopped", f"edge stopped ({why})")
-            await self.store.aclose()
+            left = deadline - asyncio.get_running_loop().time()
+            if not await self.store.aclose(timeout=max(0.1, left - 0.1)):
+                self.stopped_cleanly = False
 
     @staticmethod
     async def _bounded(coro: Any) -> None:
@@ -254,6 +263,11 @@ class Daemon:
             await self.store.add_event("reload_failed", f"config reload refused: {e}")
             return [str(e)]
         old = self.config
+        if new.edge.id != old.edge.id:  # receivers deduplicate on (edge, seq): one identity per run
+            problem = (f"{new.source}: edge.id changed from {old.edge.id!r} to {new.edge.id!r}: the appliance's "
+                       f"identity changes only with a restart (systemctl restart edge)")
+            await self.store.add_event("reload_failed", f"config reload refused: {problem}")
+            return [problem]
         old_devices = {d.name: d for d in old.devices}
         new_devices = {d.name: d for d in new.devices}
         old_sinks = {s.name: s for s in old.sinks}

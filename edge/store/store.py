@@ -7,6 +7,7 @@ durable (synchronous=FULL commit). Sinks and pull-API consumers read after their
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -15,6 +16,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,7 @@ class Store:
         self._durable_event: asyncio.Event | None = None
         self.durable_seq = writer.state.last_seq
         self._closed = False
+        self._close_ok: bool | None = None  # how close() ended (None: not yet, or still at it)
         writer.thread.start()
 
     # -- opening --------------------------------------------------------------------------------------
@@ -436,21 +439,31 @@ class Store:
 
     # -- closing --------------------------------------------------------------------------------------
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, stop the writer, close every connection."""
+    def close(self, timeout: float = 10.0) -> bool:
+        """Commit what is queued, stop the writer, close every connection, all within about `timeout`.
+        True when the final commit succeeded; False when it failed or is still stuck (then the writer, a
+        daemon thread, is left behind: what it did not commit is lost as in a crash, and said so)."""
         if self._closed:
-            return
+            return bool(self._close_ok)
         self._closed = True
+        deadline = time.monotonic() + timeout
         fut: Future[Any] = Future()
         with self._writer.cv:
             self._writer.closing = True
             self._writer.queue.append(Command("close", (), fut))
             self._writer.cv.notify()
+        ok = False
         try:
             fut.result(timeout)
+            ok = True
+        except FutureTimeout:
+            log.error("store close: the final commit did not finish within %.1f s; what it held is lost", timeout)
         except Exception:
             log.exception("store close: final commit failed")
-        self._writer.thread.join(timeout)
+        self._writer.thread.join(max(0.0, deadline - time.monotonic()))
+        if self._writer.thread.is_alive():  # stuck inside SQLite: its connection cannot be closed under it
+            self._close_ok = False
+            return False
         self._readers.shutdown(wait=True)
         with self._reader_cons_lock:
             readers, self._reader_cons = self._reader_cons, []
@@ -458,6 +471,27 @@ class Store:
             con.close()
         self._writer.con.close()
         os.close(self._lock_fd)
+        self._close_ok = ok
+        return ok
 
-    async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+    async def aclose(self, timeout: float = 10.0) -> bool:
+        """close() on a thread of its own (not the loop's executor: a writer stuck in SQLite must not keep
+        asyncio.run from returning); the result of close()."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+
+        def run() -> None:
+            try:
+                ok = self.close(timeout)
+            except BaseException:
+                log.exception("store close failed")
+                ok = False
+            def settle() -> None:
+                if not done.done():
+                    done.set_result(ok)
+
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(settle)
+
+        threading.Thread(target=run, name="edge-store-close", daemon=True).start()
+        return await done
