@@ -277,7 +277,7 @@ class Daemon:
             drivers = {n: driver_registry.create_driver(d) for n, d in new_devices.items() if old_devices.get(n) != d}
             sinks = {n: self._create_sink(s) for n, s in new_sinks.items() if old_sinks.get(n) != s}
         except Exception as e:
-            problem = f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}"
+            problem = new.scrub_secrets(f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}")
             await self.store.add_event("reload_failed", f"config reload refused: {problem}")
             return [problem]
         if new.store != old.store or new.api != old.api or new.edge.data_dir != old.edge.data_dir:

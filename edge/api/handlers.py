@@ -383,7 +383,7 @@ def _reload_problem(d: Daemon, new: Any, text: str) -> str | None:
             if old_sinks.get(sink.name) != sink:
                 d._create_sink(sink)
     except Exception as e:
-        return f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}"
+        return new.scrub_secrets(f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}")
     return None
 
 

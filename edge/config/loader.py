@@ -6,7 +6,7 @@ import functools
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -65,6 +65,12 @@ class Config:
     pipeline: PipelineSection
     devices: list[DeviceConfig]
     sinks: list[SinkConfig]
+    # secret name -> value, only to keep the values out of messages (scrub_secrets); not part of equality
+    secret_values: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def scrub_secrets(self, message: str) -> str:
+        """message with every secret value this config holds replaced by its `secret:NAME` reference."""
+        return _scrub(message, self.secret_values)
 
     @property
     def data_dir(self) -> Path:
@@ -376,7 +382,7 @@ def parse_text(text: str, file: str, secrets: bool = False) -> Config:
     return Config(
         source=Path(file).resolve() if file != "<string>" else Path.cwd() / "edge.toml",
         edge=data.edge, store=data.store, api=data.api, discovery=data.discovery, pipeline=data.pipeline,
-        devices=list(data.device), sinks=list(data.sink),
+        devices=list(data.device), sinks=list(data.sink), secret_values=resolved.values,
     )  # the parsed TOML is not kept: nothing reads it, and it held ~0.5 KB per point for the daemon's life
 
 

@@ -234,6 +234,11 @@ def test_a_secret_value_never_appears_in_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         parse_text(text, str(cfg), secrets=True)
     assert str(e.value) == f"{cfg}:4: device[0]: bindkey: only for format = 'bthome', found format = secret:fmt"
+    # A valid config keeps the values only to scrub messages made later (a sink that cannot be created).
+    store.set("goodhook", "https://example.com/in?token=Hunter2Pw")
+    ok = parse_text(SECRET_SINK.format(data=tmp_path).replace("secret:hookurl", "secret:goodhook"), str(cfg),
+                    secrets=True)
+    assert ok.scrub_secrets("POST https://example.com/in?token=Hunter2Pw failed") == "POST secret:goodhook failed"
 
 
 def test_a_transform_that_does_not_load_is_named_at_its_line(tmp_path: Path) -> None:
