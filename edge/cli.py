@@ -115,8 +115,11 @@ def check(config_path: str | None) -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def run(config_path: str | None, log_level: str | None) -> None:
     """Run the daemon on a config file until SIGTERM/SIGINT."""
+    import faulthandler
+
     from edge import logs
 
+    faulthandler.enable()  # a watchdog's SIGABRT (or a crash in C) prints every thread's stack to the journal
     cfg = _load(config_path, secrets=True)
     logs.setup(log_level or cfg.edge.log_level)
     sys.exit(asyncio.run(_run_daemon(cfg)))

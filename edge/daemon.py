@@ -39,6 +39,15 @@ def load_transform_set(config: Config) -> TransformSet:
     return load_transforms(config.transforms_path, specs)
 
 
+def identity_change(old: Config, new: Config) -> str | None:
+    """Why a reload may not apply new: edge.id changed (receivers deduplicate on (edge, seq), so the
+    identity changes only with a restart); None when it may."""
+    if new.edge.id == old.edge.id:
+        return None
+    return (f"{new.source}: edge.id changed from {old.edge.id!r} to {new.edge.id!r}: the appliance's identity "
+            f"changes only with a restart (systemctl restart edge)")
+
+
 class Daemon:
     """Owns everything that runs. `await start()`, then `await wait_stopped()`; `stop()` from anywhere."""
 
@@ -263,9 +272,8 @@ class Daemon:
             await self.store.add_event("reload_failed", f"config reload refused: {e}")
             return [str(e)]
         old = self.config
-        if new.edge.id != old.edge.id:  # receivers deduplicate on (edge, seq): one identity per run
-            problem = (f"{new.source}: edge.id changed from {old.edge.id!r} to {new.edge.id!r}: the appliance's "
-                       f"identity changes only with a restart (systemctl restart edge)")
+        problem = identity_change(old, new)
+        if problem:
             await self.store.add_event("reload_failed", f"config reload refused: {problem}")
             return [problem]
         old_devices = {d.name: d for d in old.devices}
@@ -280,8 +288,13 @@ class Daemon:
             problem = new.scrub_secrets(f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}")
             await self.store.add_event("reload_failed", f"config reload refused: {problem}")
             return [problem]
-        if new.store != old.store or new.api != old.api or new.edge.data_dir != old.edge.data_dir:
-            await self.store.add_event("reload_partial", "store, api and data_dir changes apply at the next restart")
+        later = [what for what, changed in (
+            ("[store]", new.store != old.store), ("[api]", new.api != old.api),
+            ("[discovery]", new.discovery != old.discovery), ("edge.data_dir", new.edge.data_dir != old.edge.data_dir),
+            ("edge.log_level", new.edge.log_level != old.edge.log_level)) if changed]
+        if later:
+            await self.store.add_event("reload_partial", f"{', '.join(later)} changes apply at the next restart",
+                                       {"restart_needed": later})
         self.config = new
         self.pipeline.transforms = transforms
         for name, dev in old_devices.items():

@@ -366,9 +366,11 @@ def _reload_problem(d: Daemon, new: Any, text: str) -> str | None:
     a changed device or sink that cannot be built (the instances are dropped: building one opens nothing)."""
     from drivers import registry as driver_registry
     from edge.config import transform_problem
-    from edge.daemon import load_transform_set
+    from edge.daemon import identity_change, load_transform_set
     from edge.pipeline import TransformError
 
+    if problem := identity_change(d.config, new):
+        return problem
     try:
         load_transform_set(new)
     except TransformError as e:

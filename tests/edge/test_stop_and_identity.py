@@ -47,5 +47,16 @@ def test_reload_refuses_a_new_edge_id_and_keeps_the_old_one(tmp_path: Path) -> N
         assert "edge.id changed from 'site-a' to 'site-b'" in refused.value.read().decode()
         assert edge.get("/v1/health", auth=False)["edge"] == "site-a"
         assert edge.get("/v1/readings?limit=1")["edge"] == "site-a"
+        # The TUI's way: refused before the file is replaced.
+        cfg.write_text(cfg.read_text().replace('id = "site-b"', 'id = "site-a"'))
+        before = cfg.read_text()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            edge.request("PUT", "/v1/config", {"text": before.replace('id = "site-a"', 'id = "site-c"')})
+        assert refused.value.code == 422 and "edge.id changed" in refused.value.read().decode()
+        assert cfg.read_text() == before and not cfg.with_name("edge.toml.bak").exists()
+        # What a reload cannot apply while running is named.
+        assert edge.request("PUT", "/v1/config", {"text": before.replace('[edge]\n', '[edge]\nlog_level = "debug"\n')})
+        [event] = wait_until(lambda: edge.get("/v1/events?kind=reload_partial")["events"])
+        assert "edge.log_level changes apply at the next restart" in event["message"]
     finally:
         assert edge.stop() == 0
