@@ -40,6 +40,7 @@ class _OpcuaDriver(Driver):
         self.maker = ReadingMaker(self.device)
         self.points: dict[str, OpcuaPoint] = {p.name: p for p in self.device.point}
         self._failures = 0  # consecutive failed connects: the first is logged loudly, repeats quietly
+        self._delivered = False  # the current session has delivered (subscription made, or a read answered)
 
     def _log_failure(self, what: str, error: BaseException | str) -> None:
         self._failures += 1
@@ -53,12 +54,21 @@ class _OpcuaDriver(Driver):
         ]
 
     async def _open(self) -> None:
+        """Open the session. Not yet a successful attempt: that waits for `_delivering()`."""
+        self._delivered = False
         await self.session.open()
-        self.backoff.succeeded()
-        self._failures = 0
         self.status.last_error = None
         if self.session.points.errors:
             self.status.state = DEGRADED
+
+    def _delivering(self) -> None:
+        """The device delivers (subscription and items created, or a read answered): the reconnect attempt
+        succeeded, so the backoff and the failure count start over. Anything failing between opening the session
+        and this point is a failed attempt: it backs off up to reconnect_max and logs loudly only once."""
+        if not self._delivered:
+            self._delivered = True
+            self.backoff.succeeded()
+            self._failures = 0
 
     async def write(self, point: str, value: Any) -> Any:
         """Write an engineering value (scale/offset undone), then read it back; raises WriteError."""
@@ -175,6 +185,8 @@ class OpcuaPollDriver(_OpcuaDriver):
                 readings.append(Reading.bad(self.name, name, dv, local, self.points[name].unit))
             else:
                 readings.append(self.maker.reading(self.points[name], dv, local))
+        if mismatch is None:
+            self._delivering()
         if mismatch is not None:  # the server answered: the session is fine, its answer was not
             self._log_failure("read answered wrongly", mismatch)
             self.status.state = DEGRADED
@@ -205,20 +217,22 @@ class OpcuaSubscribeDriver(_OpcuaDriver):
                         reported_down = True
                     await asyncio.sleep(self.backoff.failed())
                     continue
-                reported_down = False
                 feed = SubscriptionFeed(self.device, self.session, self.maker, self.status)
                 try:
                     first = await feed.start()
+                    self._delivering()
+                    reported_down = False
                     first.extend(self._unresolved(time.time()))
                     if first:
                         await publish(first)
                     await self._pump(feed, publish)
-                except Exception as e:  # session trouble of any kind: report, close, reconnect
+                except Exception as e:  # session trouble of any kind: report (once per outage), close, reconnect
                     error = _describe(e)
-                    self._log_failure("session lost", e)
+                    self._log_failure("session lost" if self._delivered else "subscribing failed", e)
                     self.session.set_down(error)
-                    await publish(self.bad_cycle(error))
-                    reported_down = True
+                    if not reported_down:
+                        await publish(self.bad_cycle(error))
+                        reported_down = True
                 finally:
                     await self.session.close()
                 await asyncio.sleep(self.backoff.failed())

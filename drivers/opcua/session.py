@@ -70,6 +70,7 @@ class DeviceSession:
         self.lost_reason: str | None = None
         self.opened = 0  # sessions opened so far (the first is not a reconnect)
         self.max_nodes_per_read = 0  # the server's OperationLimits.MaxNodesPerRead (0: no limit)
+        self.max_monitored_items_per_call = 0  # its OperationLimits.MaxMonitoredItemsPerCall (0: no limit)
         self.orphan: OrphanedSession | None = None  # a session we dropped that the server may still hold
         self._lock = asyncio.Lock()
         status.extra.setdefault("orphaned_sessions_closed", 0)
@@ -106,7 +107,8 @@ class DeviceSession:
                     await secure(client, self.device)
                     await client.connect()
                     self.points = await resolve(client, self.device.point)
-                    self.max_nodes_per_read = await _max_nodes_per_read(client)
+                    self.max_nodes_per_read = await _operation_limit(client, _MAX_NODES_PER_READ)
+                    self.max_monitored_items_per_call = await _operation_limit(client, _MAX_MONITORED_ITEMS_PER_CALL)
             except BaseException:
                 await self._close()
                 raise
@@ -194,13 +196,14 @@ class DeviceSession:
         self.status.extra["session"] = "down"
 
 
-async def _max_nodes_per_read(client: Client) -> int:
-    """The server's limit on nodes per Read request (0 when it sets none or does not say)."""
+_MAX_NODES_PER_READ = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead
+_MAX_MONITORED_ITEMS_PER_CALL = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
+
+
+async def _operation_limit(client: Client, object_id: int) -> int:
+    """One of the server's OperationLimits, e.g. nodes per Read (0 when it sets none or does not say)."""
     try:
-        node = client.get_node(
-            ua.NodeId(ua.Int32(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead))
-        )
-        value = await node.read_value()
+        value = await client.get_node(ua.NodeId(ua.Int32(object_id))).read_value()
     except (ua.UaError, ValueError):
         return 0
     return int(value) if isinstance(value, int) and value > 0 else 0

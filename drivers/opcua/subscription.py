@@ -31,7 +31,8 @@ SILENT_GRACE = 1.0
 QUEUE_BATCHES = 256
 """Publish responses buffered between asyncua's publish loop and the pipeline; beyond that we stop asking."""
 ITEMS_PER_REQUEST = 500
-"""Monitored items created per CreateMonitoredItems request."""
+"""Monitored items created per CreateMonitoredItems request, unless the server's MaxMonitoredItemsPerCall is lower
+(a server refuses a whole request above its limit with BadTooManyOperations)."""
 DELETE_TIMEOUT = 2.0
 """Deleting a silent subscription at most this long (best effort)."""
 
@@ -89,8 +90,9 @@ class SubscriptionFeed:
         requests = [self._item_request(handle, p) for handle, p in self._by_handle.items()]
         bad: list[Reading] = []
         now = time.time()
-        for start in range(0, len(requests), ITEMS_PER_REQUEST):
-            chunk = requests[start : start + ITEMS_PER_REQUEST]
+        per_request = min(ITEMS_PER_REQUEST, self.session.max_monitored_items_per_call or ITEMS_PER_REQUEST)
+        for start in range(0, len(requests), per_request):
+            chunk = requests[start : start + per_request]
             params = ua.CreateMonitoredItemsParameters()
             params.SubscriptionId = subscription_id
             params.TimestampsToReturn = ua.TimestampsToReturn.Both

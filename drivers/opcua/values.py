@@ -16,6 +16,10 @@ from edge.reading import BAD, GOOD, UNCERTAIN, Reading, format_ts
 
 _SEVERITY_MASK = 0xC0000000
 _SEVERITY_UNCERTAIN = 0x40000000
+_INFO_TYPE_MASK = 0x00000C00  # StatusCode bits 10-11 (OPC-UA Part 4, 7.39): 01 = the InfoBits are DataValue bits
+_INFO_TYPE_DATA_VALUE = 0x00000400
+_OVERFLOW = 0x00000080  # DataValue InfoBit 7: the monitored item's queue overflowed, values were discarded
+OVERFLOW_NOTE = "the server's queue overflowed: values were lost before this one"
 
 
 def status_name(code: ua.StatusCode | int | None) -> str:
@@ -37,6 +41,17 @@ def quality_of(code: ua.StatusCode | None) -> str:
     if severity == _SEVERITY_UNCERTAIN:
         return UNCERTAIN
     return BAD
+
+
+def overflowed(code: ua.StatusCode | None) -> bool:
+    """The Overflow InfoBit: the server discarded values of this monitored item before this one."""
+    if code is None:
+        return False
+    return code.value & _INFO_TYPE_MASK == _INFO_TYPE_DATA_VALUE and bool(code.value & _OVERFLOW)
+
+
+def _noted(error: str, note: str | None) -> str:
+    return error if note is None else f"{error}; {note}"
 
 
 def plain_value(value: Any) -> Any:
@@ -117,18 +132,26 @@ class ReadingMaker:
         return local
 
     def reading(self, point: OpcuaPoint, dv: ua.DataValue | None, local: float | None = None) -> Reading:
-        """One reading: Bad codes carry no value and the status name; Uncertain keeps the value."""
+        """One reading: Bad codes carry no value and the status name; Uncertain keeps the value.
+
+        A value with the Overflow InfoBit (the server's queue for the item overflowed) is at best Uncertain, and
+        its error says that values were lost.
+        """
         now = time.time() if local is None else local
         if dv is None:
             return Reading.bad(self.device, point.name, "no value returned", now, point.unit)
         ts = self.timestamp(dv, now)
         quality = quality_of(dv.StatusCode)
+        note = OVERFLOW_NOTE if overflowed(dv.StatusCode) else None
         if quality == BAD:
-            return Reading.bad(self.device, point.name, status_name(dv.StatusCode), ts, point.unit)
+            return Reading.bad(self.device, point.name, _noted(status_name(dv.StatusCode), note), ts, point.unit)
         raw = dv.Value.Value if dv.Value is not None else None
         if raw is None:
-            return Reading.bad(self.device, point.name, "empty value (null variant)", ts, point.unit)
+            return Reading.bad(self.device, point.name, _noted("empty value (null variant)", note), ts, point.unit)
         error = status_name(dv.StatusCode) if quality == UNCERTAIN else None
+        if note is not None:
+            error = _noted(error, note) if error else note
+            quality = UNCERTAIN
         if isinstance(raw, float) and not math.isfinite(raw):
             # as the Modbus driver does: uncertain, and still a number (the payload shows null), never the
             # text "nan" that plain_value() gives, which a deadband cannot compare with the next number

@@ -70,7 +70,7 @@ ARRAYS: dict[str, tuple[ua.VariantType, Any]] = {
 
 
 async def build(port: int, cert: str | None, key: str | None, user: str | None, items: int,
-                max_nodes_per_read: int = 0) -> Server:
+                max_nodes_per_read: int = 0, max_monitored_items_per_call: int = 0) -> Server:
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/edge/")
@@ -92,6 +92,10 @@ async def build(port: int, cert: str | None, key: str | None, user: str | None, 
     if max_nodes_per_read:
         limit = server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead))
         await limit.write_value(ua.Variant(max_nodes_per_read, ua.VariantType.UInt32))
+    if max_monitored_items_per_call:
+        limit = server.get_node(
+            ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall))
+        await limit.write_value(ua.Variant(max_monitored_items_per_call, ua.VariantType.UInt32))
     idx = await server.register_namespace(NAMESPACE)
     assert idx == 2, idx
     objects = server.nodes.objects

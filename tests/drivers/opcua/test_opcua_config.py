@@ -100,6 +100,25 @@ def test_status_codes_to_quality() -> None:
     assert status_name(ua.StatusCodes.GoodClamped | 0x0400) == "GoodClamped"  # info bits ignored
 
 
+OVERFLOW = "the server's queue overflowed: values were lost before this one"
+
+
+@pytest.mark.parametrize("code, quality, value, error", [
+    (0x00000480, "uncertain", 2.5, OVERFLOW),  # Good, InfoType DataValue, Overflow
+    (0x40A20480, "uncertain", 2.5, f"Uncertain (0x40A20480); {OVERFLOW}"),
+    (ua.StatusCodes.UncertainLastUsableValue | 0x480, "uncertain", 2.5, f"UncertainLastUsableValue; {OVERFLOW}"),
+    (ua.StatusCodes.BadSensorFailure | 0x480, "bad", None, f"BadSensorFailure; {OVERFLOW}"),
+    (0x00000400, "good", 2.5, None),  # InfoType DataValue without Overflow
+    (0x00000080, "good", 2.5, None),  # bit 7 without InfoType DataValue means nothing
+])
+def test_the_overflow_info_bit_says_values_were_lost(code: int, quality: str, value: Any, error: str | None) -> None:
+    """A monitored item whose server-side queue overflowed: the value is at best uncertain and says so."""
+    device = dev(point=[{"name": "v", "node": "ns=2;s=V"}])
+    dv = ua.DataValue(ua.Variant(2.5, ua.VariantType.Double), StatusCode=ua.StatusCode(code))
+    r = ReadingMaker(device).reading(device.point[0], dv, 1.0)
+    assert (r.quality, r.value, r.error) == (quality, value, error)
+
+
 def test_plain_values() -> None:
     assert plain_value(math.nan) == "nan" and plain_value(-math.inf) == "-inf"
     assert plain_value(b"\x01\xff") == "01ff"
