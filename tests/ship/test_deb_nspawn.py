@@ -244,7 +244,7 @@ def test_a_secret_set_by_root_is_read_by_the_service(box: Container) -> None:
     _use_config(box, CONFIG + SINK_WITH_SECRET, None)
     assert box.run("systemctl", "is-active", "edge.service", check=False).stdout.strip() != "active"
     journal = box.run("journalctl", "-u", "edge", "--no-pager", "-n", "30", check=False).stdout
-    assert "'mqtt'" in journal and "edge secrets set" in journal
+    assert "secret:mqtt" in journal and "edge secrets set mqtt" in journal
     password = "correct-horse-battery-staple"
     r = box.run("/usr/bin/edge", "secrets", "set", "mqtt", input=password + "\n", check=False)
     assert r.returncode == 0, r.stderr
