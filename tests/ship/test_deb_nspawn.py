@@ -238,6 +238,27 @@ password = "secret:mqtt"
 """
 
 
+def test_the_config_can_be_edited_through_the_api_on_an_installed_appliance(box: Container) -> None:
+    """PUT /v1/config (the TUI's editor) replaces /etc/edge/edge.toml and keeps the .bak, under the unit's
+    sandbox (ProtectSystem=strict) as the user edge."""
+    _require_notify()
+    _use_config(box, CONFIG, None)
+    _wait_active(box)
+    new_text = CONFIG.replace('[edge]\n', '[edge]\n# edited through the API\n', 1)
+    code = (
+        "import json,sys,urllib.request,urllib.error\n"
+        f"req = urllib.request.Request({API + '/v1/config'!r}, method='PUT', "
+        f"data=json.dumps({{'text': {new_text!r}}}).encode(), "
+        f"headers={{'Authorization': 'Bearer {_token(box)}', 'Content-Type': 'application/json'}})\n"
+        f"try: r = urllib.request.urlopen(req, timeout={HTTP_TIMEOUT_S}); print(r.status, r.read().decode())\n"
+        "except urllib.error.HTTPError as e: print(e.code, e.read().decode())\n"
+    )
+    r = box.host_in_netns(sys.executable, "-c", code)
+    assert r.stdout.startswith("200 "), r.stdout + r.stderr
+    assert (box.root / "etc/edge/edge.toml").read_text() == new_text
+    assert (box.root / "etc/edge/edge.toml.bak").read_text() == CONFIG
+
+
 def test_a_secret_set_by_root_is_read_by_the_service(box: Container) -> None:
     """`sudo edge secrets set` on the appliance; the daemon (user edge) decrypts it, the disk has no clear text."""
     _require_notify()
@@ -269,6 +290,7 @@ def test_stalled_pipeline_is_restarted_by_the_watchdog(box: Container) -> None:
         time.sleep(POLL_S)
     journal = box.run("journalctl", "-u", "edge", "--no-pager", check=False).stdout
     assert "Watchdog timeout" in journal or "watchdog" in journal.lower()
+    assert "Fatal Python error: Aborted" in journal, "no thread stacks (faulthandler) on the watchdog's SIGABRT"
     _wait_active(box)  # and it came back
 
 
