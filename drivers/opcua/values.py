@@ -50,6 +50,9 @@ def overflowed(code: ua.StatusCode | None) -> bool:
     return code.value & _INFO_TYPE_MASK == _INFO_TYPE_DATA_VALUE and bool(code.value & _OVERFLOW)
 
 
+_NULLABLE_TEXT = (ua.VariantType.String, ua.VariantType.ByteString)
+
+
 def _noted(error: str, note: str | None) -> str:
     return error if note is None else f"{error}; {note}"
 
@@ -71,7 +74,7 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if isinstance(value, ua.LocalizedText):
-        return value.Text
+        return value.Text or ""  # no text is an empty text, not a missing value
     if isinstance(value, ua.QualifiedName):
         return f"{value.NamespaceIndex}:{value.Name}"
     if isinstance(value, ua.NodeId):
@@ -146,6 +149,8 @@ class ReadingMaker:
         if quality == BAD:
             return Reading.bad(self.device, point.name, _noted(status_name(dv.StatusCode), note), ts, point.unit)
         raw = dv.Value.Value if dv.Value is not None else None
+        if raw is None and dv.Value is not None and dv.Value.VariantType in _NULLABLE_TEXT:
+            raw = "" if dv.Value.VariantType == ua.VariantType.String else b""  # a null string is a legal value
         if raw is None:
             return Reading.bad(self.device, point.name, _noted("empty value (null variant)", note), ts, point.unit)
         error = status_name(dv.StatusCode) if quality == UNCERTAIN else None

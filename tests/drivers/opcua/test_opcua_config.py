@@ -223,3 +223,15 @@ def test_a_regenerated_key_replaces_a_readable_file_with_a_0600_one(tmp_path: An
     assert stat.S_IMODE(pki.own_key.stat().st_mode) == 0o600
     key = serialization.load_pem_private_key(pki.own_key.read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
+
+
+@pytest.mark.parametrize("variant, quality, value", [
+    (ua.Variant(None, ua.VariantType.String), "good", ""),  # a null string is a legal, empty value
+    (ua.Variant(None, ua.VariantType.ByteString), "good", ""),
+    (ua.Variant(ua.LocalizedText(None), ua.VariantType.LocalizedText), "good", ""),  # not good with null
+    (ua.Variant(None, ua.VariantType.Null), "bad", None),  # no value at all
+])
+def test_null_texts_are_empty_values_and_a_null_variant_is_no_value(variant: Any, quality: str, value: Any) -> None:
+    device = dev(point=[{"name": "v", "node": "ns=2;s=V"}])
+    r = ReadingMaker(device).reading(device.point[0], ua.DataValue(variant), 1.0)
+    assert (r.quality, r.value) == (quality, value)
