@@ -62,6 +62,7 @@ class Daemon:
         self._stopped = asyncio.Event()
         self._stopping = False
         self.stopped_cleanly = True  # False when the stop ran out of time or the store's last commit failed
+        self.restart_needed: list[str] = []  # what the last reload could not apply (it waits for a restart)
         self._api: Any = None
         self._advertiser: Any = None  # edge.discovery.Advertiser when [discovery] advertise = true
         self.reloads = 0
@@ -292,6 +293,7 @@ class Daemon:
             ("[store]", new.store != old.store), ("[api]", new.api != old.api),
             ("[discovery]", new.discovery != old.discovery), ("edge.data_dir", new.edge.data_dir != old.edge.data_dir),
             ("edge.log_level", new.edge.log_level != old.edge.log_level)) if changed]
+        self.restart_needed = later
         if later:
             await self.store.add_event("reload_partial", f"{', '.join(later)} changes apply at the next restart",
                                        {"restart_needed": later})

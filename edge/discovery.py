@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import secrets
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
@@ -88,6 +90,17 @@ def _zeroconf(interfaces: Interfaces) -> AsyncZeroconf:
     return AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
 
 
+def _host_name(edge_id: str, port: int) -> str:
+    """The mDNS host name behind the service: unique per machine and port, not just the id, so that two
+    appliances given the same id (a cloned image) do not merge their addresses under one name."""
+    try:
+        machine = Path("/etc/machine-id").read_text().strip()[:8]
+    except OSError:
+        machine = ""
+    label = f"{edge_id[:40]}-{machine or secrets.token_hex(4)}-{port}"
+    return f"{label}.local."
+
+
 class Advertiser:
     """Announces one edge appliance as `<id>._edge._tcp.local.` (TXT: id, version, api; never a token).
 
@@ -105,7 +118,7 @@ class Advertiser:
             addresses=[socket.inet_aton(a) for a in _addresses(interfaces)],
             port=port,
             properties={"id": edge_id, "version": version, "api": API_PATH},
-            server=f"{edge_id}.local.",
+            server=_host_name(edge_id, port),
         )
         self._zc: AsyncZeroconf | None = None
         self.problem: str | None = None  # why it is not advertising, if it is not

@@ -86,7 +86,7 @@ class EdgeApp(App[None]):
         from edge.client import ApiError
 
         try:
-            return await self.client.arequest(method, path, body)
+            answer = await self.client.arequest(method, path, body)
         except ApiError as e:
             body_doc = getattr(e, "body", None)
             problems = [str(p) for p in body_doc.get("problems", [])] if isinstance(body_doc, dict) else []
@@ -95,6 +95,10 @@ class EdgeApp(App[None]):
             raise DaemonError(f"cannot reach the daemon at {self.target or 'its socket'}: {e}") from e
         except Exception as e:  # aiohttp client errors and the like: shown, never fatal
             raise DaemonError(f"request {method} {path} failed: {type(e).__name__}: {e}") from e
+        if not isinstance(answer, dict):  # every endpoint the TUI uses answers a JSON object
+            raise DaemonError(f"{method} {path}: the answer is not edge's JSON ({str(answer)[:60]!r}): is "
+                              f"{self.target or 'the socket'} an edge API?")
+        return answer
 
     async def refresh_state(self) -> None:
         """Fetch devices and stats; the current screen redraws from them."""

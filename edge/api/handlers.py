@@ -315,7 +315,7 @@ async def reload(request: web.Request) -> web.Response:
     if problems:
         return web.json_response({"error": "reload refused: " + "; ".join(problems), "reloaded": False,
                                   "problems": problems}, status=422)
-    return web.json_response({"reloaded": True})
+    return web.json_response({"reloaded": True, "restart_needed": daemon_of(request).restart_needed})
 
 
 @routes.get("/v1/config")
@@ -358,7 +358,7 @@ async def put_config(request: web.Request) -> web.Response:
     if problems:
         return web.json_response({"error": "reload refused: " + "; ".join(problems), "problems": problems},
                                  status=422)
-    return web.json_response({"path": str(path), "reloaded": True})
+    return web.json_response({"path": str(path), "reloaded": True, "restart_needed": d.restart_needed})
 
 
 def _reload_problem(d: Daemon, new: Any, text: str) -> str | None:

@@ -210,3 +210,27 @@ async def test_stopping_the_advertiser_keeps_a_cancellation(tmp_path: Path) -> N
     stopping.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopping
+
+
+async def test_two_appliances_with_the_same_id_are_both_found_at_their_own_ports() -> None:
+    """A cloned image: same id. The service names differ (zeroconf renames one) and, since the mDNS host
+    names differ too, neither appliance's address is merged into the other's."""
+    from edge.discovery import Advertiser, browse
+
+    a = Advertiser(edge_id="twin", version="0", port=18471, interfaces=[LOOPBACK])
+    b = Advertiser(edge_id="twin", version="0", port=18472, interfaces=[LOOPBACK])
+    await a.start()
+    await b.start()
+    try:
+        assert a.info.server != b.info.server
+        found: list[tuple[str, str, int]] = []
+        for _ in range(5):
+            found = sorted((f["name"], f["address"], f["port"]) for f in await browse(BROWSE_SECONDS, [LOOPBACK])
+                           if f["service"] == "_edge._tcp" and f["txt"].get("id") == "twin")
+            if len(found) == 2:
+                break
+        assert [(addr, port) for _, addr, port in found] == [(LOOPBACK, 18471), (LOOPBACK, 18472)], found
+        assert len({name for name, _, _ in found}) == 2
+    finally:
+        await a.stop()
+        await b.stop()

@@ -235,3 +235,19 @@ async def test_secrets_in_the_config_form_are_masked(make_app: Callable[..., Edg
         token = screen.query_one("#field-token", Input)
         assert token.value == "t0ps3cret" and token.password
         assert not screen.query_one("#field-url", Input).password
+
+
+async def test_an_edit_the_daemon_applies_only_at_restart_says_so(make_app: Callable[..., EdgeApp],
+                                                                  daemon: Daemon) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen, tables = await open_config(pilot)
+        tables.focus()
+        await pilot.press("down")  # edge → store
+        await wait_for(lambda: screen.current is not None and screen.current[:2] == ("section", "store"), pilot)
+        screen.query_one("#new-key", Input).value = 'max_bytes = "10MiB"'
+        await pilot.press("ctrl+s")
+        result = screen.query_one("#result", Static)
+        await wait_for(lambda: "saved" in text_of(result) or "refused" in text_of(result), pilot)
+        assert "[store] changes take effect at the next restart" in text_of(result), text_of(result)
+        assert "applied and reloaded" not in text_of(result)

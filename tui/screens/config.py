@@ -135,7 +135,7 @@ class ConfigScreen(EdgeScreen):
         kind, name, _ = self.current
         try:
             text = config_edit.set_values(self.text, kind, name, changes)
-            await self.edge.call("PUT", "/v1/config", {"text": text})
+            answer = await self.edge.call("PUT", "/v1/config", {"text": text})
         except config_edit.EditError as e:
             result.update(f"[red]{escape(str(e))}[/]")
             return
@@ -145,6 +145,12 @@ class ConfigScreen(EdgeScreen):
             return
         changed = ", ".join(f"{k} = {config_edit.value_text(v)}" for k, v in changes.items())
         await self.action_reload_file()
-        result.update(f"[green]applied and reloaded: {escape(changed)}[/] "
-                      f"(previous file kept as {escape(self.path)}.bak)")
+        later = answer.get("restart_needed") or []
+        if later:  # saved, but the running daemon goes on with the old values of these
+            result.update(f"[b yellow]saved: {escape(changed)}; {escape(', '.join(later))} changes take effect at "
+                          f"the next restart (sudo systemctl restart edge)[/] "
+                          f"(previous file kept as {escape(self.path)}.bak)")
+        else:
+            result.update(f"[green]applied and reloaded: {escape(changed)}[/] "
+                          f"(previous file kept as {escape(self.path)}.bak)")
         await self.edge.refresh_state()

@@ -82,8 +82,8 @@ class ReadNowScreen(ModalScreen[None]):
         table = self.query_one("#result", DataTable)
         table.clear()
         for r in answer["readings"]:
-            table.add_row(r["point"], fmt.value(r.get("value")), r.get("unit") or "", r.get("quality", ""),
-                          Text(r.get("error") or ""))
+            table.add_row(r["point"], Text(fmt.value(r.get("value"))), Text(r.get("unit") or ""),
+                          r.get("quality", ""), Text(r.get("error") or ""))  # Text: "[kWh]" is no markup
         status.update(f"[green]read {len(answer['readings'])} values at {answer['readings'][0]['ts']}[/]"
                       if answer["readings"] else "no points")
 
@@ -212,7 +212,7 @@ class DeviceScreen(EdgeScreen):
             q = {"good": "[green]good[/]", "bad": "[red]bad[/]"}.get(quality, f"[yellow]{quality}[/]")
             value = escape(fmt.value(r.get("value"))) if quality != "bad" else \
                 f"[red]{escape(r.get('error', 'bad'))}[/]"
-            rows.append((point, [point, value, r.get("unit") or "", q,
+            rows.append((point, [point, value, Text(r.get("unit") or ""), q,  # Text: "[kWh]" is no markup
                                  fmt.sparkline(state.history.get((self.device, point), []), TREND_WIDTH),
                                  "W" if point in self.writable else ""]))
         fill_table(table, rows)
