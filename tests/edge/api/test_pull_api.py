@@ -206,7 +206,8 @@ def test_reload_applies_device_changes_and_refuses_invalid_config(edge: EdgeProc
     text = edge.config.read_text()
     try:
         edge.config.write_text(text.replace('interval = "50ms"', 'interval = "70ms"'))
-        assert edge.request("POST", "/v1/reload") == {"reloaded": True, "restart_needed": []}
+        # the replace also turned [store] commit_interval "50ms" into "70ms": that one waits for a restart
+        assert edge.request("POST", "/v1/reload") == {"reloaded": True, "restart_needed": ["[store]"]}
         assert edge.get("/v1/devices")["devices"][0]["interval"] == 0.07
         edge.config.write_text(text + "\n[[device]]\nname = 'broken'\n")
         code, body, _ = status_of(edge, "POST", "/v1/reload")
