@@ -39,6 +39,10 @@ def load_transform_set(config: Config) -> TransformSet:
     return load_transforms(config.transforms_path, specs)
 
 
+class ReloadRefused(Exception):
+    """A valid config that a reload cannot apply; the message says why (a config problem)."""
+
+
 def identity_change(old: Config, new: Config) -> str | None:
     """Why a reload may not apply new: edge.id changed (receivers deduplicate on (edge, seq), so the
     identity changes only with a restart); None when it may."""
@@ -256,6 +260,29 @@ class Daemon:
 
     # -- operations -----------------------------------------------------------------------------------
 
+    def prepare(self, new: Config, text: str | None = None) -> tuple[TransformSet, dict[str, Driver], dict[str, Sink]]:
+        """What a reload to `new` needs before it touches what runs: its transforms (imported), and a driver or
+        sink for every device or sink that changed (built: building one opens nothing). Raises ReloadRefused
+        with the reason. `text`: new's source, for the line of a transform that does not load."""
+        from edge.config import transform_problem
+
+        try:
+            transforms = load_transform_set(new)
+        except TransformError as e:
+            raise ReloadRefused(str(transform_problem(new, e, text))) from e
+        problem = identity_change(self.config, new)
+        if problem:
+            raise ReloadRefused(problem)
+        old_devices = {d.name: d for d in self.config.devices}
+        old_sinks = {s.name: s for s in self.config.sinks}
+        try:
+            drivers = {d.name: driver_registry.create_driver(d) for d in new.devices if old_devices.get(d.name) != d}
+            sinks = {s.name: self._create_sink(s) for s in new.sinks if old_sinks.get(s.name) != s}
+        except Exception as e:
+            raise ReloadRefused(new.scrub_secrets(
+                f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}")) from e
+        return transforms, drivers, sinks
+
     async def reload(self) -> list[str]:
         """Re-read the config file and apply device, sink and transform changes; buffered data is kept.
 
@@ -264,31 +291,19 @@ class Daemon:
         assert self.store is not None
         try:
             new = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config.source, True)
-            transforms = load_transform_set(new)
+            transforms, drivers, sinks = self.prepare(new)
         except ConfigError as e:
             problems = [str(p) for p in e.problems]
             await self.store.add_event("reload_failed", "config reload refused: " + "; ".join(problems))
             return problems
-        except TransformError as e:
+        except ReloadRefused as e:
             await self.store.add_event("reload_failed", f"config reload refused: {e}")
             return [str(e)]
         old = self.config
-        problem = identity_change(old, new)
-        if problem:
-            await self.store.add_event("reload_failed", f"config reload refused: {problem}")
-            return [problem]
         old_devices = {d.name: d for d in old.devices}
         new_devices = {d.name: d for d in new.devices}
         old_sinks = {s.name: s for s in old.sinks}
         new_sinks = {s.name: s for s in new.sinks}
-        # Build every new driver and sink before touching what runs: a failure refuses the whole reload.
-        try:
-            drivers = {n: driver_registry.create_driver(d) for n, d in new_devices.items() if old_devices.get(n) != d}
-            sinks = {n: self._create_sink(s) for n, s in new_sinks.items() if old_sinks.get(n) != s}
-        except Exception as e:
-            problem = new.scrub_secrets(f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}")
-            await self.store.add_event("reload_failed", f"config reload refused: {problem}")
-            return [problem]
         later = [what for what, changed in (
             ("[store]", new.store != old.store), ("[api]", new.api != old.api),
             ("[discovery]", new.discovery != old.discovery), ("edge.data_dir", new.edge.data_dir != old.edge.data_dir),

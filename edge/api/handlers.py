@@ -350,43 +350,18 @@ async def put_config(request: web.Request) -> web.Response:
         problems = [str(p) for p in e.problems]
         return web.json_response({"error": "config refused: " + "; ".join(problems), "problems": problems},
                                  status=422)
-    problem = _reload_problem(d, new, text)
-    if problem is not None:
-        return web.json_response({"error": f"config refused: {problem}", "problems": [problem]}, status=422)
+    from edge.daemon import ReloadRefused
+
+    try:
+        d.prepare(new, text)  # what the reload would refuse, refused before the file is touched
+    except ReloadRefused as e:
+        return web.json_response({"error": f"config refused: {e}", "problems": [str(e)]}, status=422)
     await asyncio.get_running_loop().run_in_executor(None, _replace_file, path, text)
     problems = await d.reload()
     if problems:
         return web.json_response({"error": "reload refused: " + "; ".join(problems), "problems": problems},
                                  status=422)
     return web.json_response({"path": str(path), "reloaded": True, "restart_needed": d.restart_needed})
-
-
-def _reload_problem(d: Daemon, new: Any, text: str) -> str | None:
-    """What Daemon.reload would refuse in a valid config beyond its text: a transform that does not load, or
-    a changed device or sink that cannot be built (the instances are dropped: building one opens nothing)."""
-    from drivers import registry as driver_registry
-    from edge.config import transform_problem
-    from edge.daemon import identity_change, load_transform_set
-    from edge.pipeline import TransformError
-
-    if problem := identity_change(d.config, new):
-        return problem
-    try:
-        load_transform_set(new)
-    except TransformError as e:
-        return str(transform_problem(new, e, text))
-    old_devices = {dev.name: dev for dev in d.config.devices}
-    old_sinks = {sink.name: sink for sink in d.config.sinks}
-    try:
-        for dev in new.devices:
-            if old_devices.get(dev.name) != dev:
-                driver_registry.create_driver(dev)
-        for sink in new.sinks:
-            if old_sinks.get(sink.name) != sink:
-                d._create_sink(sink)
-    except Exception as e:
-        return new.scrub_secrets(f"{new.source}: a device or sink could not be created: {type(e).__name__}: {e}")
-    return None
 
 
 def _replace_file(path: Path, text: str) -> None:
