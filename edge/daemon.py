@@ -43,15 +43,6 @@ class ReloadRefused(Exception):
     """A valid config that a reload cannot apply; the message says why (a config problem)."""
 
 
-def identity_change(old: Config, new: Config) -> str | None:
-    """Why a reload may not apply new: edge.id changed (receivers deduplicate on (edge, seq), so the
-    identity changes only with a restart); None when it may."""
-    if new.edge.id == old.edge.id:
-        return None
-    return (f"{new.source}: edge.id changed from {old.edge.id!r} to {new.edge.id!r}: the appliance's identity "
-            f"changes only with a restart (systemctl restart edge)")
-
-
 class Daemon:
     """Owns everything that runs. `await start()`, then `await wait_stopped()`; `stop()` from anywhere."""
 
@@ -270,11 +261,12 @@ class Daemon:
             transforms = load_transform_set(new)
         except TransformError as e:
             raise ReloadRefused(str(transform_problem(new, e, text))) from e
-        problem = identity_change(self.config, new)
-        if problem:
-            raise ReloadRefused(problem)
-        old_devices = {d.name: d for d in self.config.devices}
-        old_sinks = {s.name: s for s in self.config.sinks}
+        old = self.config
+        if new.edge.id != old.edge.id:  # receivers deduplicate on (edge, seq): one identity per run
+            raise ReloadRefused(f"{new.source}: edge.id changed from {old.edge.id!r} to {new.edge.id!r}: the "
+                                f"appliance's identity changes only with a restart (systemctl restart edge)")
+        old_devices = {d.name: d for d in old.devices}
+        old_sinks = {s.name: s for s in old.sinks}
         try:
             drivers = {d.name: driver_registry.create_driver(d) for d in new.devices if old_devices.get(d.name) != d}
             sinks = {s.name: self._create_sink(s) for s in new.sinks if old_sinks.get(s.name) != s}

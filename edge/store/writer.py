@@ -705,27 +705,25 @@ class Writer:
         if self.con.in_transaction:
             self.con.execute("ROLLBACK")
 
-    def _try_save_counters(self) -> None:
-        """Persist the counters now (outside a batch: after one failed), or leave them to the next commit."""
+    def _try_save_counters(self, also: Callable[[], Any] | None = None) -> bool:
+        """Persist the counters now (and `also`, in the same transaction), outside a batch; on failure they wait
+        for the next commit. True when committed."""
         try:
             self.con.execute("BEGIN IMMEDIATE")
+            if also is not None:
+                also()
             self._save_counters()
             self.con.execute("COMMIT")
-            self._committed_counters()
         except sqlite3.Error:
             self._rollback()
+            return False
+        self._committed_counters()
+        return True
 
     def _try_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         log.warning("%s: %s", kind, message)
-        try:
-            self.con.execute("BEGIN IMMEDIATE")
-            self._op_event(time.time(), kind, message, data)
-            self._save_counters()
-            self.con.execute("COMMIT")
-            self._committed_counters()
+        if self._try_save_counters(lambda: self._op_event(time.time(), kind, message, data)):
             self._full_event = False
-        except sqlite3.OperationalError:
-            self._rollback()
 
     def _drop_oldest_for_space(self, n_readings: int) -> int:
         """Delete the oldest readings to make room for n more; returns how many were dropped (counted, logged)."""
