@@ -225,8 +225,10 @@ async def test_two_appliances_with_the_same_id_are_both_found_at_their_own_ports
         assert a.info.server != b.info.server
         found: list[tuple[str, str, int]] = []
         for _ in range(5):
-            found = sorted((f["name"], f["address"], f["port"]) for f in await browse(BROWSE_SECONDS, [LOOPBACK])
-                           if f["service"] == "_edge._tcp" and f["txt"].get("id") == "twin")
+            # Which of the two zeroconf renames is a race: order by port, not by name.
+            found = sorted(((f["name"], f["address"], f["port"]) for f in await browse(BROWSE_SECONDS, [LOOPBACK])
+                            if f["service"] == "_edge._tcp" and f["txt"].get("id") == "twin"),
+                           key=lambda found_one: found_one[2])
             if len(found) == 2:
                 break
         assert [(addr, port) for _, addr, port in found] == [(LOOPBACK, 18471), (LOOPBACK, 18472)], found
