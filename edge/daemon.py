@@ -15,6 +15,7 @@ from typing import Any
 from drivers import registry as driver_registry
 from drivers.base import DISABLED, DeviceConfig, Driver, WriteError
 from edge import __version__
+from edge.clock import ClockWatch
 from edge.config import Config, ConfigError, load_config
 from edge.device_runner import DeviceRunner
 from edge.liveness import Liveness
@@ -54,6 +55,7 @@ class Daemon:
         self.sinks: dict[str, Sink] = {}
         self.supervisor = Supervisor(on_crash=self._on_crash)
         self.started = time.time()
+        self.started_monotonic = time.monotonic()  # uptime must not jump when NTP steps the clock
         self._stopped = asyncio.Event()
         self._stopping = False
         self.stopped_cleanly = True  # False when the stop ran out of time or the store's last commit failed
@@ -62,6 +64,7 @@ class Daemon:
         self._advertiser: Any = None  # edge.discovery.Advertiser when [discovery] advertise = true
         self.reloads = 0
         self.liveness: Liveness | None = None
+        self.clock: ClockWatch | None = None
         self._started = False
         self._stop_requested: str | None = None
         self._signal_tasks: set[asyncio.Future[Any]] = set()
@@ -100,6 +103,8 @@ class Daemon:
             await self._advertiser.start()
         self.liveness = Liveness(self.store)
         self.supervisor.spawn("liveness", self.liveness.run)
+        self.clock = ClockWatch(self.store)
+        self.supervisor.spawn("clock", self.clock.run)
         await self.store.add_event("started", f"edge {__version__} started with {len(cfg.devices)} devices, "
                                               f"{len(cfg.sinks)} sinks", {"pid": os.getpid()})
         log.info("edge %s running: %d devices, %d sinks, API on %s", __version__, len(cfg.devices),

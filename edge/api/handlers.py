@@ -241,7 +241,7 @@ def stats_document(d: Daemon, store_stats: dict[str, Any]) -> dict[str, Any]:
     return {
         "edge": d.config.edge.id,
         "version": __version__,
-        "uptime_s": round(time.time() - d.started, 3),
+        "uptime_s": round(time.monotonic() - d.started_monotonic, 3),
         "store": store_stats,
         "sinks": d.sinks_info(),
         "consumers": {n: c for n, c in store_stats["cursors"].items() if c["kind"] == "consumer"},
