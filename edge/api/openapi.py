@@ -102,11 +102,11 @@ def document() -> dict[str, Any]:
                 "parameters": [_path_param("consumer", NAME)],
                 "put": _op("Record that a consumer has every reading <= seq (registers it)", _ok({
                     "type": "object", "required": ["consumer", "seq"],
-                    "properties": {"consumer": {"type": "string"}, "seq": SEQ}}), 400, 409, 413,
+                    "properties": {"consumer": {"type": "string"}, "seq": SEQ}}), 400, 403, 409, 413,
                     body={"type": "object", "required": ["seq"], "properties": {"seq": SEQ}}),
                 "delete": _op("Unregister a consumer (its cursor no longer holds readings)", _ok({
                     "type": "object", "required": ["consumer", "removed"],
-                    "properties": {"consumer": {"type": "string"}, "removed": {"type": "boolean"}}}), 400, 404),
+                    "properties": {"consumer": {"type": "string"}, "removed": {"type": "boolean"}}}), 400, 403, 404),
             },
             "/v1/devices": {"get": _op("Devices, status, last poll, error counts, latest values", _ok({
                 "type": "object", "required": ["devices"],

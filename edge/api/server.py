@@ -24,6 +24,8 @@ FULL_SCOPE_ROUTES = frozenset({
     ("POST", "/v1/devices/{device}/points/{point}"), ("POST", "/v1/devices/{device}/read"),
     ("POST", "/v1/dead-letters/{id}/replay"), ("DELETE", "/v1/dead-letters/{id}"),
 })
+# What a pull token bound to one consumer (`pull TOKEN consumer=NAME`) may do only to that consumer's cursor.
+CURSOR_ROUTES = frozenset({("PUT", "/v1/cursors/{consumer}"), ("DELETE", "/v1/cursors/{consumer}")})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -42,14 +44,17 @@ def build_app(daemon: Daemon, check: tokens.TokenCheck) -> web.Application:
         if is_admin_socket(request):
             request[LOCAL_ADMIN] = True
         elif request.path not in PUBLIC_PATHS:
-            scope = check.scope(request.headers.get("Authorization"))
-            if scope is None:
+            grant = check.grant(request.headers.get("Authorization"))
+            if grant is None:
                 resp = error(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
                 resp.headers["WWW-Authenticate"] = "Bearer"
                 return resp
             route = request.match_info.route.resource
-            if scope == tokens.PULL and route is not None and (request.method, route.canonical) in FULL_SCOPE_ROUTES:
+            where = (request.method, route.canonical) if route is not None else None
+            if grant.scope == tokens.PULL and where in FULL_SCOPE_ROUTES:
                 return error(403, "this token has the pull scope: it may read, not configure or control")
+            if where in CURSOR_ROUTES and not grant.may_move(request.match_info.get("consumer", "")):
+                return error(403, f"this token may move only the cursor of consumer {grant.consumer!r}", "consumer")
         try:
             return await handler(request)
         except BadParameter as e:

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("edge.api")
@@ -47,8 +48,10 @@ def first_token(path: Path) -> str | None:
     """The first full-scope token in the file (what `edge demo` prints and local tools use)."""
     try:
         for line in path.read_text().splitlines():
-            if line.strip() and not line.strip().startswith("#") and scoped(line.strip())[0] == FULL:
-                return line.strip()
+            line = line.strip()
+            parsed = scoped(line) if line and not line.startswith("#") else None
+            if parsed is not None and parsed[0].scope == FULL:
+                return line
     except OSError:
         return None
     return None
@@ -56,22 +59,49 @@ def first_token(path: Path) -> str | None:
 
 FULL = "full"
 PULL = "pull"  # a line `pull TOKEN`: reading, cursors, status; no config, reload, writes or dead-letter changes
+CONSUMER_KEY = "consumer="  # `pull TOKEN consumer=NAME`: and of the cursors, only NAME's
 
 
-def scoped(line: str) -> tuple[str, str]:
-    """(scope, token) of one line of the tokens file."""
+@dataclass(frozen=True)
+class Grant:
+    """What a token may do: its scope and, for a pull token bound to one consumer, that consumer."""
+
+    scope: str
+    consumer: str | None = None
+
+    def may_move(self, consumer: str) -> bool:
+        """Whether this token may set or remove the cursor of `consumer`."""
+        return self.consumer is None or self.consumer == consumer
+
+
+def scoped(line: str) -> tuple[Grant, str] | None:
+    """(grant, token) of one line of the tokens file; None for a `pull` line it cannot read."""
     head, _, rest = line.partition(" ")
-    return (PULL, rest.strip()) if head == PULL and rest.strip() else (FULL, line)
+    if head != PULL or not rest.strip():
+        return Grant(FULL), line
+    token, *options = rest.split()
+    if not options:
+        return Grant(PULL), token
+    if len(options) == 1 and options[0].startswith(CONSUMER_KEY) and options[0] != CONSUMER_KEY:
+        return Grant(PULL, options[0][len(CONSUMER_KEY):]), token
+    return None
 
 
 class TokenCheck:
-    """Compares a presented bearer token with every known one in constant time; tells its scope."""
+    """Compares a presented bearer token with every known one in constant time; tells what it may do."""
 
     def __init__(self, tokens: list[str]) -> None:
-        self._tokens = [(scope, t.encode()) for scope, t in map(scoped, tokens)]
+        self._tokens: list[tuple[Grant, bytes]] = []
+        for number, line in enumerate(tokens, 1):
+            parsed = scoped(line)
+            if parsed is None:  # never log the line itself: it holds a token
+                log.error("tokens file: token %d is ignored: expected 'pull TOKEN' or 'pull TOKEN consumer=NAME'",
+                          number)
+                continue
+            self._tokens.append((parsed[0], parsed[1].encode()))
 
-    def scope(self, header: str | None) -> str | None:
-        """FULL or PULL for a known token, None otherwise (every token is compared, whatever matches)."""
+    def grant(self, header: str | None) -> Grant | None:
+        """The grant of a known token, None otherwise (every token is compared, whatever matches)."""
         scheme, _, credentials = (header or "").partition(" ")
         if scheme.lower() != "bearer":  # the scheme name is case-insensitive (RFC 9110 11.1)
             return None
@@ -79,11 +109,16 @@ class TokenCheck:
             presented = credentials.strip().encode()
         except UnicodeEncodeError:  # the header's bytes were not UTF-8: no token looks like that
             return None
-        found: str | None = None
-        for scope, t in self._tokens:
+        found: Grant | None = None
+        for grant, t in self._tokens:
             if hmac.compare_digest(presented, t):
-                found = found or scope
+                found = found or grant
         return found
+
+    def scope(self, header: str | None) -> str | None:
+        """FULL or PULL for a known token, None otherwise."""
+        grant = self.grant(header)
+        return grant.scope if grant else None
 
     def ok(self, header: str | None) -> bool:
         return self.scope(header) is not None

@@ -315,14 +315,22 @@ def test_a_pull_scope_token_reads_but_cannot_configure_or_control(edge: EdgeProc
     check = TokenCheck([edge.token, f"pull {pull}"])
     assert check.scope(f"Bearer {edge.token}") == "full" and check.scope(f"Bearer {pull}") == "pull"
     assert check.scope("Bearer nope") is None and check.scope(None) is None
+    bound = _secrets.token_urlsafe(32)  # a central system's token that may move only its own cursor
     tokens = edge.data_dir / "tokens"
     text = tokens.read_text()
-    tokens.write_text(text + f"pull {pull}\n")
+    tokens.write_text(text + f"pull {pull}\npull {bound} consumer=erp\n")
     edge.stop()
     edge.start()
     try:
         assert status_of(edge, "GET", "/v1/readings?limit=1", token=pull)[0] == 200
         assert status_of(edge, "PUT", "/v1/cursors/scoped", {"seq": 0}, token=pull)[0] == 200
+        assert status_of(edge, "GET", "/v1/readings?limit=1", token=bound)[0] == 200
+        assert status_of(edge, "PUT", "/v1/cursors/erp", {"seq": 0}, token=bound)[0] == 200
+        for method, body in (("PUT", {"seq": 0}), ("DELETE", None)):
+            code, answer, _ = status_of(edge, method, "/v1/cursors/scoped", body, token=bound)
+            assert code == 403 and answer["parameter"] == "consumer" and "'erp'" in answer["error"], answer
+        assert edge.get("/v1/cursors")["cursors"][-1]["name"] == "scoped"  # still there
+        assert status_of(edge, "DELETE", "/v1/cursors/erp", token=bound)[0] == 200
         for method, path, body in (("GET", "/v1/config", None), ("POST", "/v1/reload", None),
                                    ("POST", "/v1/devices/sim/points/setpoint", {"value": 1}),
                                    ("DELETE", "/v1/dead-letters/1", None)):
