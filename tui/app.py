@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from textual.app import App, ScreenStackError
 from textual.binding import Binding
 
+from tui.background import start
 from tui.report import site_report, write_report
 from tui.scans import Scanner
 from tui.screens.config import ConfigScreen
@@ -92,7 +93,8 @@ class EdgeApp(App[None]):
             problems = [str(p) for p in body_doc.get("problems", [])] if isinstance(body_doc, dict) else []
             raise DaemonError(f"{e.status}: {e.message}", e.status, problems) from e
         except REQUEST_ERRORS as e:
-            raise DaemonError(f"cannot reach the daemon at {self.target or 'its socket'}: {e}") from e
+            detail = str(e) or ("no answer in time" if isinstance(e, TimeoutError) else type(e).__name__)
+            raise DaemonError(f"cannot reach the daemon at {self.target or 'its socket'}: {detail}") from e
         except Exception as e:  # aiohttp client errors and the like: shown, never fatal
             raise DaemonError(f"request {method} {path} failed: {type(e).__name__}: {e}") from e
         if not isinstance(answer, dict):  # every endpoint the TUI uses answers a JSON object
@@ -144,8 +146,12 @@ class EdgeApp(App[None]):
 
     # -- global actions -------------------------------------------------------------------------------
 
-    async def action_report(self) -> None:
-        """Write the site handover report to a Markdown file and say where."""
+    def action_report(self) -> None:
+        """Write the site handover report to a Markdown file and say where (in a worker: the daemon may be slow)."""
+        # A second r while a report is being made is ignored: the one under way answers with its path.
+        start(self, "report", self._write_report, replace=False, what="site report")
+
+    async def _write_report(self) -> None:
         await self.refresh_state()
         config_path = None
         try:

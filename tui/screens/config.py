@@ -11,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from tui import config_edit
+from tui.background import start
 from tui.screens.base import EdgeScreen
 
 READ_ONLY_KEYS = frozenset({"name", "driver", "type"})  # identity keys: change them by adding a new table
@@ -47,12 +48,16 @@ class ConfigScreen(EdgeScreen):
         yield Static(id="result")
         yield Footer()
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         self.query_one("#tables", DataTable).add_column("table", key="table")
-        await self.action_reload_file()
+        self.action_reload_file()
 
-    async def action_reload_file(self) -> None:
-        """Fetch the file from the daemon and list its tables."""
+    def action_reload_file(self) -> None:
+        """Fetch the file from the daemon and list its tables (in a worker: the daemon may be slow)."""
+        # F5 again while the file is on its way is ignored: that answer is just as fresh.
+        start(self, "load", self._load, replace=False, what="reading the config")
+
+    async def _load(self) -> None:
         from tui.app import DaemonError
 
         result = self.query_one("#result", Static)
@@ -119,10 +124,8 @@ class ConfigScreen(EdgeScreen):
         out.update(config_edit.parse_assignment(self.query_one("#new-key", Input).value))
         return out
 
-    async def action_apply(self) -> None:
+    def action_apply(self) -> None:
         """Write the edited keys into the file's text (tomlkit) and PUT it: the daemon validates and reloads."""
-        from tui.app import DaemonError
-
         result = self.query_one("#result", Static)
         try:
             changes = self.edited()
@@ -135,16 +138,25 @@ class ConfigScreen(EdgeScreen):
         kind, name, _ = self.current
         try:
             text = config_edit.set_values(self.text, kind, name, changes)
-            answer = await self.edge.call("PUT", "/v1/config", {"text": text})
         except config_edit.EditError as e:
             result.update(f"[red]{escape(str(e))}[/]")
             return
+        result.update("applying…")
+        # ctrl+s again while the daemon checks and applies the file is ignored: one edit is sent once.
+        start(self, "apply", lambda: self._apply(text, changes), replace=False, what="applying the config")
+
+    async def _apply(self, text: str, changes: dict[str, Any]) -> None:
+        from tui.app import DaemonError
+
+        result = self.query_one("#result", Static)
+        try:
+            answer = await self.edge.call("PUT", "/v1/config", {"text": text})
         except DaemonError as e:
             lines = e.problems or [str(e)]
             result.update("[b red]refused, nothing changed:[/]\n" + escape("\n".join(lines)))
             return
         changed = ", ".join(f"{k} = {config_edit.value_text(v)}" for k, v in changes.items())
-        await self.action_reload_file()
+        await self._load()
         later = answer.get("restart_needed") or []
         if later:  # saved, but the running daemon goes on with the old values of these
             result.update(f"[b yellow]saved: {escape(changed)}; {escape(', '.join(later))} changes take effect at "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.text import Text
@@ -14,7 +14,11 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
 
 from tui import format as fmt
+from tui.background import busy, start
 from tui.screens.base import EdgeScreen, fill_table
+
+if TYPE_CHECKING:
+    from tui.app import EdgeApp
 
 TREND_WIDTH = 16  # characters of the per-point sparkline column
 VALUE_WIDTH = 12
@@ -62,11 +66,7 @@ class ReadNowScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#result", DataTable).add_columns("Point", "Value", "Unit", "Quality", "Error")
 
-    async def on_input_submitted(self, event: Input.Submitted) -> None:
-        from tui.app import DaemonError, EdgeApp
-
-        app = self.app
-        assert isinstance(app, EdgeApp)
+    def on_input_submitted(self, event: Input.Submitted) -> None:
         status = self.query_one("#status", Static)
         try:
             spec = parse_point_spec(event.value)
@@ -74,6 +74,16 @@ class ReadNowScreen(ModalScreen[None]):
             status.update(f"[red]{escape(str(e))}[/]")
             return
         status.update("reading…")
+        # Enter again (say, with another register typed) replaces a read still under way: the newest wins.
+        # Esc closes the form and cancels it.
+        start(self, "read", lambda: self._read(spec), replace=True, what=f"test read of {self.device}")
+
+    async def _read(self, spec: dict[str, Any] | None) -> None:
+        from tui.app import DaemonError, EdgeApp
+
+        app = self.app
+        assert isinstance(app, EdgeApp)
+        status = self.query_one("#status", Static)
         try:
             answer = await app.call("POST", f"/v1/devices/{self.device}/read", {"point": spec} if spec else {})
         except DaemonError as e:
@@ -120,25 +130,36 @@ class WriteScreen(ModalScreen[None]):
         self.query_one("#value", Input).disabled = True
         self.focus()
 
-    async def action_confirm(self) -> None:
-        from tui.app import DaemonError, EdgeApp
+    def action_confirm(self) -> None:
+        from tui.app import EdgeApp
 
         if self.pending is None:
             return
         app = self.app
         assert isinstance(app, EdgeApp)
-        status = self.query_one("#status", Static)
+        value = self.pending
+        self.query_one("#status", Static).update(f"writing {escape(repr(value))} to {self.device}/{self.point}…")
+        # On the app, not this form: Esc may close the form, but a write under way still reports how it went.
+        # y again while it runs is ignored: the point is written once.
+        start(app, "write", lambda: self._write(app, value), replace=False, what=f"write of {self.device}/{self.point}")
+
+    async def _write(self, app: EdgeApp, value: Any) -> None:
+        from tui.app import DaemonError
+
         try:
-            answer = await app.call("POST", f"/v1/devices/{self.device}/points/{self.point}",
-                                    {"value": self.pending})
+            answer = await app.call("POST", f"/v1/devices/{self.device}/points/{self.point}", {"value": value})
         except DaemonError as e:
-            status.update(f"[red]write refused: {escape(str(e))}[/]")
+            if not self.is_current:  # the form was closed meanwhile
+                app.notify(f"{self.device}/{self.point}: write refused: {e}", severity="error", markup=False)
+                return
+            self.query_one("#status", Static).update(f"[red]write refused: {escape(str(e))}[/]")
             self.pending = None
             self.query_one("#value", Input).disabled = False
             return
         app.notify(f"{self.device}/{self.point} = {answer['written']!r} (read back {answer['read_back']!r})",
                    title="Written")
-        self.dismiss()
+        if self.is_current:
+            self.dismiss()
 
 
 class DeviceScreen(EdgeScreen):
@@ -175,11 +196,12 @@ class DeviceScreen(EdgeScreen):
                                   ("Quality", "quality", None), ("Trend", "trend", TREND_WIDTH),
                                   ("W", "writable", None)):
             table.add_column(label, key=key, width=width)
-        await self._load_writable()
         await self.update_view()
+        # Once per screen; Esc closes the screen and cancels it.
+        start(self, "writable", self._load_writable, replace=True, what=f"reading the config of {self.device}")
 
     async def _load_writable(self) -> None:
-        """Which points may be written, from the config file's [[device.point]] tables."""
+        """Which points may be written, from the config file's [[device.point]] tables; then mark them."""
         from tui.app import DaemonError
 
         try:
@@ -190,6 +212,7 @@ class DeviceScreen(EdgeScreen):
         for dev in doc.get("device", []):
             if dev.get("name") == self.device:
                 self.writable = {p["name"] for p in dev.get("point", []) if p.get("writable")}
+        await self.update_view()
 
     async def update_view(self) -> None:
         if not self.query_one("#points", DataTable).columns:
@@ -245,6 +268,10 @@ class DeviceScreen(EdgeScreen):
     def action_write(self) -> None:
         point = self._selected_point()
         if point is None:
+            return
+        if point not in self.writable and busy(self, "writable"):
+            self.notify("still reading which points are writable from the config: try again in a moment",
+                        severity="warning")
             return
         if point not in self.writable:
             self.notify(f"{self.device}/{point} is not writable (set writable = true in its config)",

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import time
 import tomllib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -17,8 +16,12 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Select, SelectionList, Static
 
 from tui import config_edit
+from tui.background import start
 from tui.scans import DEFAULT_TIMEOUT, DEFAULT_UNITS, Finding, point_name
 from tui.screens.base import EdgeScreen
+
+if TYPE_CHECKING:
+    from tui.app import EdgeApp
 
 log = logging.getLogger("edge.tui")
 
@@ -113,27 +116,44 @@ class AddDeviceScreen(ModalScreen[None]):
             device["point"] = points
         return device
 
-    async def action_apply(self) -> None:
-        from tui.app import DaemonError, EdgeApp
+    def action_apply(self) -> None:
+        from tui.app import EdgeApp
 
         app = self.app
         assert isinstance(app, EdgeApp)
-        status = self.query_one("#status", Static)
         device = self.draft()
+        self.query_one("#status", Static).update(f"adding {escape(str(device['name']))}…")
+        # On the app, not this form: Esc may close the form, but a config change under way still reports how it
+        # went. ctrl+s again while it runs is ignored: the device is added once.
+        start(app, "add-device", lambda: self._apply(app, device), replace=False,
+              what=f"adding device {device['name']}")
+
+    async def _apply(self, app: EdgeApp, device: dict[str, Any]) -> None:
+        from tui.app import DaemonError
+
         try:
             current = (await app.call("GET", "/v1/config"))["text"]
             text = config_edit.add_device(current, device, f"added from discovery ({self.finding.kind} "
                                                            f"{self.finding.address})")
             await app.call("PUT", "/v1/config", {"text": text})
         except config_edit.EditError as e:
-            status.update(f"[red]{escape(str(e))}[/]")
+            self._refused(app, device, f"[red]{escape(str(e))}[/]", str(e))
             return
         except DaemonError as e:
-            status.update("[red]refused:[/] " + escape("\n".join(e.problems) if e.problems else str(e)))
+            why = "\n".join(e.problems) if e.problems else str(e)
+            self._refused(app, device, "[red]refused:[/] " + escape(why), f"refused: {why}")
             return
         app.notify(f"device {device['name']} added and the config reloaded", title="Discover")
         await app.refresh_state()
-        self.dismiss()
+        if self.is_current:
+            self.dismiss()
+
+    def _refused(self, app: EdgeApp, device: dict[str, Any], status: str, message: str) -> None:
+        """Say why the device was not added: in the form, or in a notification when the form was closed."""
+        if self.is_current:
+            self.query_one("#status", Static).update(status)
+        else:
+            app.notify(f"device {device['name']} not added: {message}", severity="error", markup=False)
 
 
 class DiscoverScreen(EdgeScreen):
@@ -197,11 +217,11 @@ class DiscoverScreen(EdgeScreen):
         self.action_scan()
 
     def action_scan(self) -> None:
+        # Ignored while a scan runs; a press while the daemon's config is still being read replaces that start.
         if not self.scanning:
-            self.run_scan()
+            start(self, "scan", self._scan, replace=True, what=f"{self._kind()} scan")
 
-    @work(exclusive=True, group="scan")
-    async def run_scan(self) -> None:
+    async def _scan(self) -> None:
         from tui.app import DaemonError
 
         kind = self._kind()

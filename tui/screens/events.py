@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from rich.markup import escape
@@ -10,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
+from tui.background import start
 from tui.screens.base import EdgeScreen
 
 EVENTS_SHOWN = 200
@@ -34,6 +36,7 @@ class EventsScreen(EdgeScreen):
         super().__init__()
         self.events: list[dict[str, Any]] = []
         self.letters: list[dict[str, Any]] = []
+        self._fetching = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -45,16 +48,25 @@ class EventsScreen(EdgeScreen):
         yield Static(id="dead-status")
         yield Footer()
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         self.query_one("#events", DataTable).add_columns("Time (UTC)", "Kind", "Message")
         self.query_one("#dead", DataTable).add_columns("Id", "Sink", "Seq", "Count", "Error")
-        await self.action_fetch()
+        self.action_fetch()
 
     async def update_view(self) -> None:
         if self.query_one("#events", DataTable).columns:
-            await self.action_fetch()
+            self.action_fetch()
 
-    async def action_fetch(self) -> None:
+    def action_fetch(self) -> None:
+        """Fetch new events and the dead letters in a worker (the daemon may be slow)."""
+        # Ignored while a fetch is under way (g, or the refresh after each poll): its answer is just as fresh.
+        start(self, "fetch", self._fetch, replace=False, what="reading events")
+
+    async def _fetch(self) -> None:
+        async with self._fetching:  # one fetch at a time: two would both add the same new events
+            await self._fetch_once()
+
+    async def _fetch_once(self) -> None:
         from tui.app import DaemonError
 
         try:
@@ -106,20 +118,26 @@ class EventsScreen(EdgeScreen):
             return None
         return self.letters[dead.cursor_row]
 
-    async def action_replay(self) -> None:
-        await self._act("POST", "replay", "replayed through its sink")
+    def action_replay(self) -> None:
+        self._act("POST", "replay", "replayed through its sink")
 
-    async def action_discard(self) -> None:
-        await self._act("DELETE", "", "discarded")
+    def action_discard(self) -> None:
+        self._act("DELETE", "", "discarded")
 
-    async def _act(self, method: str, suffix: str, done: str) -> None:
-        from tui.app import DaemonError
-
+    def _act(self, method: str, suffix: str, done: str) -> None:
         status = self.query_one("#dead-status", Static)
         letter = self._selected_letter()
         if letter is None:
             status.update("no dead letter selected")
             return
+        # p or x again while the daemon replays or discards is ignored: a dead letter is acted on once at a time.
+        start(self, "dead-letter", lambda: self._act_on(letter, method, suffix, done), replace=False,
+              what=f"dead letter {letter['id']}")
+
+    async def _act_on(self, letter: dict[str, Any], method: str, suffix: str, done: str) -> None:
+        from tui.app import DaemonError
+
+        status = self.query_one("#dead-status", Static)
         path = f"/v1/dead-letters/{letter['id']}" + (f"/{suffix}" if suffix else "")
         try:
             await self.edge.call(method, path)
@@ -127,4 +145,4 @@ class EventsScreen(EdgeScreen):
             status.update(f"[b red]dead letter {letter['id']} not {done.split()[0]}:[/] {escape(str(e))}")
             return
         status.update(f"[green]dead letter {letter['id']} ({letter['count']} readings) {done}[/]")
-        await self.action_fetch()
+        await self._fetch()
