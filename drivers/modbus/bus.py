@@ -3,6 +3,8 @@
 States: idle → connecting → up; a failed connect goes to backing-off (exponential, jittered) and the
 next request after the wait connects again. A lost connection goes back to idle (reconnect at once, then
 back off). Several devices (unit ids) share a bus through `BUSES`, reference-counted by endpoint.
+A bus the last device has left is closed for good: it never connects again (a request that still holds it
+gets BusClosed), so a request overlapping a stop cannot leave a connection open that no device owns.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class BusDown(LinkError):
     """The bus has no connection (refused, unreachable, port missing) and is waiting to try again."""
 
 
+class BusClosed(LinkError):
+    """The bus was closed (the last device using it stopped); it does not connect again."""
+
+
 class Bus:
     """The request queue of one physical bus; every request holds the bus alone, from send to answer."""
 
@@ -57,6 +63,7 @@ class Bus:
         self.reconnects = 0
         self.requests = 0
         self.users = 0
+        self.closed = False  # set by close(): the bus never connects again
         self._was_up = False
         self._silent = 0  # consecutive timeouts since any unit last answered
         self._last_done = 0.0
@@ -78,42 +85,59 @@ class Bus:
         retries: int = 0,
     ) -> T:
         """Run one request on the link, alone on the bus; retries on timeout. Raises LinkError subclasses."""
+        self._raise_if_closed()
         self._raise_if_backing_off()
         async with self._lock:
-            self._raise_if_backing_off()
-            if self.state != UP or not self.link.connected:
-                await self._connect(timeout)
-            attempt = 0
-            while True:
-                gap = max(self.frame_gap, pause)
-                if gap > 0:
-                    wait = self._last_done + gap - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                self.requests += 1
-                try:
-                    result = await op(self.link)
-                except NoResponse:
-                    self._silent += 1
-                    if attempt < retries:
-                        attempt += 1
-                        continue
-                    if self.stale_after_timeouts and self._silent >= self.stale_after_timeouts:
-                        log.info("%s: %d requests unanswered, reopening", self.key, self._silent)
-                        self._reset(IDLE)
-                    raise
-                except NotConnected as exc:
-                    log.warning("%s: %s", self.key, exc)
-                    self.last_error = str(exc)
+            try:
+                return await self._run_locked(op, timeout, pause, retries)
+            finally:
+                if self.closed:  # closed while this request ran: whatever it (re)opened is closed too
                     self._reset(IDLE)
-                    raise
-                except LinkError:
-                    self._silent = 0  # the unit answered, if only with an exception
-                    raise
-                finally:
-                    self._last_done = time.monotonic()
-                self._silent = 0
-                return result
+
+    async def _run_locked(
+        self, op: Callable[[ModbusLink], Awaitable[T]], timeout: float, pause: float, retries: int
+    ) -> T:
+        self._raise_if_closed()
+        self._raise_if_backing_off()
+        if self.state != UP or not self.link.connected:
+            await self._connect(timeout)
+            self._raise_if_closed()
+        attempt = 0
+        while True:
+            self._raise_if_closed()  # e.g. closed during a timed-out attempt: no retry
+            gap = max(self.frame_gap, pause)
+            if gap > 0:
+                wait = self._last_done + gap - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self.requests += 1
+            try:
+                result = await op(self.link)
+            except NoResponse:
+                self._silent += 1
+                if attempt < retries:
+                    attempt += 1
+                    continue
+                if self.stale_after_timeouts and self._silent >= self.stale_after_timeouts:
+                    log.info("%s: %d requests unanswered, reopening", self.key, self._silent)
+                    self._reset(IDLE)
+                raise
+            except NotConnected as exc:
+                (log.debug if self.closed else log.warning)("%s: %s", self.key, exc)
+                self.last_error = str(exc)
+                self._reset(IDLE)
+                raise
+            except LinkError:
+                self._silent = 0  # the unit answered, if only with an exception
+                raise
+            finally:
+                self._last_done = time.monotonic()
+            self._silent = 0
+            return result
+
+    def _raise_if_closed(self) -> None:
+        if self.closed:
+            raise BusClosed(f"{self.key} closed: no device uses it any more")
 
     def _raise_if_backing_off(self) -> None:
         if self.state == BACKING_OFF:
@@ -147,7 +171,8 @@ class Bus:
         self.state = state
 
     def close(self) -> None:
-        """Close the connection (when the last device using the bus stops)."""
+        """Close the connection for good (when the last device using the bus stops); it never reopens."""
+        self.closed = True
         self._reset(IDLE)
 
 

@@ -2,6 +2,12 @@
 
 A unit that stops answering is retried `retries` times, then backed off (degraded): until its next probe,
 polls return `bad` readings at once without touching the bus, so it never delays the other units.
+
+Bus references: start() joins the shared bus and stop() leaves it; nothing else takes the driver's reference.
+A poll or write takes the bus once and uses it throughout. On a driver never started (a disabled device read
+or written through the API) it takes a reference of its own and releases it when done. After stop() polls
+give `bad` readings and writes are refused without touching any bus, and one still running when the bus closes
+gets no further request onto it (BusClosed), so nothing reopens a connection that no device holds.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 
 from drivers.base import DEGRADED, DOWN, UP, Driver, WriteError
 from drivers.modbus import defaults
-from drivers.modbus.bus import BUSES, Bus, BusDown
+from drivers.modbus.bus import BUSES, Bus, BusClosed, BusDown
 from drivers.modbus.codec import (
     FLOAT_TYPES,
     DecodeError,
@@ -99,7 +105,8 @@ class ModbusDriver(Driver):
         super().__init__(config)
         self.plan: ReadPlan = plan_for(config)
         self.health = UnitHealth(config.name, _backoff(config))
-        self._bus: Bus | None = None
+        self._bus: Bus | None = None  # the driver's own reference, from start() to stop()
+        self._stopped = False  # stop() was called (and start() not since): no bus is used any more
         self._decoders = [self._decoding(read) for read in self.plan.reads]
         self.status.extra.update(
             {"bus": config.bus_key, "unit": config.unit, "reads_per_poll": len(self.plan.reads)}
@@ -107,33 +114,54 @@ class ModbusDriver(Driver):
 
     @property
     def bus(self) -> Bus:
+        """The bus joined by start(). Never opens one: RuntimeError when the driver is not started."""
         if self._bus is None:
-            self._bus = open_bus(self.config)
+            raise RuntimeError(f"{self.name}: not started, or stopped: it holds no bus")
         return self._bus
 
     async def start(self) -> None:
-        """Join the shared bus; the connection itself opens on the first request."""
-        _ = self.bus
+        """Join the shared bus; the connection itself opens on the first request. Also after a stop()."""
+        self._stopped = False
+        if self._bus is None:
+            self._bus = open_bus(self.config)
 
     async def stop(self) -> None:
+        """Leave the bus (the last device to leave closes it); polls and writes are refused from now on."""
+        self._stopped = True
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            BUSES.release(bus)
+
+    def _stopped_error(self) -> str:
+        return f"device {self.name!r} is stopped (reloaded, restarting or shutting down)"
+
+    def _take_bus(self) -> tuple[Bus, bool]:
+        """The bus for one poll or write, and whether it is a reference of its own that the caller must release
+        (a driver never started); the driver's reference while started. Not to be called after stop()."""
         if self._bus is not None:
-            BUSES.release(self._bus)
-            self._bus = None
+            return self._bus, False
+        return open_bus(self.config), True
 
     # -- polling ---------------------------------------------------------------------------------------
     async def poll(self) -> list[Reading]:
         """One read cycle: a reading for every point; trouble gives `bad` readings, never an exception."""
+        if self._stopped:
+            return self.bad_cycle(self._stopped_error())
         try:
-            return await self._poll()
+            bus, own = self._take_bus()
+            try:
+                return await self._poll(bus)
+            finally:
+                if own:
+                    BUSES.release(bus)
         except Exception as exc:  # supervision boundary: a bug here must not kill the poll loop
             log.exception("%s: poll failed", self.name)
             self.status.state = DEGRADED
             self.status.last_error = f"internal error: {exc!r}"
             return self.bad_cycle(f"internal error: {exc!r}")
 
-    async def _poll(self) -> list[Reading]:
+    async def _poll(self, bus: Bus) -> list[Reading]:
         cfg = self.config
-        bus = self.bus
         now = time.monotonic()
         readings: list[Reading] = []
         failure: str | None = None  # once set, the remaining reads are skipped with this error
@@ -162,6 +190,8 @@ class ModbusDriver(Driver):
                 )
             except BusDown as exc:
                 failure, bus_down = str(exc), True
+            except BusClosed:  # stop() closed the bus while this poll ran
+                failure = self._stopped_error()
             except NoResponse as exc:
                 failure = self._not_responding(str(exc))
             except ExceptionResponse as exc:
@@ -184,7 +214,8 @@ class ModbusDriver(Driver):
                 continue
             readings.extend(self._bad(read, failure))
             any_bad = True
-        self._update_status(bus, readings, any_bad, bus_down)
+        if not self._stopped:  # a poll overlapping stop() says nothing about the device
+            self._update_status(bus, readings, any_bad, bus_down)
         return readings
 
     def _not_responding(self, error: str) -> str:
@@ -293,14 +324,27 @@ class ModbusDriver(Driver):
                 assert registers is not None
                 await link.write_registers(cfg.unit, p.address, registers, cfg.timeout)
 
+        if self._stopped:
+            raise WriteError(f"{self._stopped_error()}: write to {where} refused")
+        bus, own = self._take_bus()
+        written = False
         try:
-            await self.bus.run(write_op, timeout=cfg.timeout, pause=cfg.pause_between_requests)
-            values = await self.bus.run(
+            await bus.run(write_op, timeout=cfg.timeout, pause=cfg.pause_between_requests)
+            written = True
+            values = await bus.run(
                 lambda link: link.read(p.table, cfg.unit, p.address, p.registers, cfg.timeout),
                 timeout=cfg.timeout, pause=cfg.pause_between_requests, retries=cfg.retries,
             )
         except LinkError as exc:
+            if bus.closed:  # stop() closed the bus under this write; it was not reopened
+                what = (f"{where} was written but not read back" if written
+                        else f"write to {where} refused" if isinstance(exc, BusClosed)
+                        else f"write to {where} interrupted, it may or may not have been made ({exc})")
+                raise WriteError(f"{self._stopped_error()}: {what}") from exc
             raise WriteError(f"write to {where} failed: {exc}") from exc
+        finally:
+            if own:
+                BUSES.release(bus)
         self.health.answered()
         if p.table in BIT_TABLES:
             return bool(values[0])

@@ -92,12 +92,16 @@ async def mbpoll_write_registers(port: int, unit: int, address: int, registers: 
 @dataclass
 class SilentGateway:
     """A Modbus TCP proxy in front of a server that drops every request for the unit ids in `dead`,
-    like a TCP→RTU gateway with a dead slave behind it (no exception response, no answer at all)."""
+    like a TCP→RTU gateway with a dead slave behind it (no exception response, no answer at all).
+
+    It counts the connections it accepted and those still open (closed once it has seen the client's EOF)."""
 
     upstream_port: int
     dead: set[int] = field(default_factory=set)
     port: int = 0
     dropped: int = 0
+    accepted: int = 0
+    open: int = 0
     _server: asyncio.base_events.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -113,6 +117,14 @@ class SilentGateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        try:
+            await self._proxy(reader, writer)
+        finally:
+            self.open -= 1
+
+    async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         back = asyncio.create_task(self._pipe(up_reader, writer))
         self._tasks.add(back)
