@@ -34,6 +34,8 @@ def run_transform(file: str | os.PathLike[str] | Callable[[Reading], Any], funct
                   *readings: Reading) -> list[Reading]:
     """Apply a transform exactly as the daemon does (errors → `uncertain`) and return what it emits.
 
+    Each call imports the file afresh, so module state (a dict of last values...) starts empty in every call.
+
     `file` is the transform file and `function` its function name; or pass the function itself as `file`
     and the readings after it (`run_transform(f_to_c, None, r)`).
     """
@@ -43,7 +45,7 @@ def run_transform(file: str | os.PathLike[str] | Callable[[Reading], Any], funct
         path = Path(file)
         if function is None:
             raise ValueError("name the function to run, e.g. run_transform('transforms/units.py', 'f_to_c', r)")
-        tset = load_transforms(path.parent, [(f"{path.stem}.{function}", ["*"])])
+        tset = load_transforms(path.parent, [(f"{path.stem}.{function}", ["*"])], fresh=True)
     out: list[Reading] = []
     for r in readings:
         out.extend(tset.apply(r))

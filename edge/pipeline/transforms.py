@@ -10,6 +10,7 @@ unusable; either way counted and logged, so one transform's mistake never costs 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import importlib.util
 import logging
 import numbers
@@ -102,28 +103,96 @@ class Transform:
         return any(fnmatch.fnmatchcase(key, m) or fnmatch.fnmatchcase(device, m) for m in self.match)
 
 
-def _load_module(path: Path, generation: int) -> ModuleType:
-    name = f"edge_transforms_{generation}_{path.stem}"
+@dataclass
+class _Loaded:
+    """A transform file's module, imported from the content whose digest this is."""
+
+    folder: Path  # resolved transforms folder it was loaded from (the file itself may be a link to elsewhere)
+    digest: bytes
+    module: ModuleType
+
+
+# Resolved path of a transform file -> its module, for as long as the file's content stays the same. A reload (and
+# the prepare() before it) takes the module from here instead of importing the file again: its state (a dict of
+# last values...) is kept, and prepare() + reload() of one config import a changed file once, not twice.
+_loaded: dict[Path, _Loaded] = {}
+_imports = 0  # numbers the module names: each import gets a name of its own
+
+
+def _digest(source: bytes) -> bytes:
+    return hashlib.blake2b(source, digest_size=16).digest()
+
+
+def _import(path: Path, source: bytes) -> ModuleType:
+    """A new module executed from `source` (the file's content, read once: what is hashed is what runs)."""
+    global _imports
+    _imports += 1
+    name = f"edge_transforms_{_imports}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
+    if spec is None:
         raise TransformError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    sys.modules[name] = module  # while it runs, as for any import (dataclasses, pickle look it up there)
     try:
-        spec.loader.exec_module(module)
-    except Exception as e:
+        # compile() as the import system does (dont_inherit: not this file's __future__ flags), but from the bytes
+        # hashed: a cached .pyc is checked by mtime and size only, and would run the old code of a same-size edit.
+        exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)
+    except BaseException as e:
+        # Any BaseException: a module calling sys.exit() at import (a helper running argparse on the daemon's
+        # command line) raises SystemExit; it, or KeyboardInterrupt or GeneratorExit raised by the module's code,
+        # would end the daemon on a reload and crash-loop it at start. asyncio.CancelledError is the module's own
+        # too: no await runs in here, so no cancellation of the caller's task can arrive inside the import
+        # (Task.cancel() takes effect at the next await, and still does after this). In the daemon SIGINT is a
+        # loop signal handler, never a KeyboardInterrupt; in `edge check` a Ctrl-C here ends as a failed check.
         sys.modules.pop(name, None)
-        raise TransformError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
+        raise TransformError(f"{path}: failed to import: {_failure(e)}") from e
     return module
 
 
-_generation = 0
+def _failure(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return (f"SystemExit: the module called sys.exit({e.code!r}) while being imported (argparse does on a "
+                f"command line it does not accept); run command-line code only under `if __name__ == \"__main__\":`")
+    return f"{type(e).__name__}: {e}"
 
 
-def load_transforms(folder: Path, specs: list[tuple[str, list[str]]]) -> TransformSet:
-    """Load `file.function` transforms from folder (fresh modules on every call, so reload picks up edits)."""
-    global _generation
-    _generation += 1
+def _forget(module: ModuleType) -> None:
+    """Drop the cache's and sys.modules' references, so that the module goes once no transform uses it."""
+    if sys.modules.get(module.__name__) is module:
+        del sys.modules[module.__name__]
+
+
+def _load_module(folder: Path, path: Path, fresh: bool) -> ModuleType:
+    """The module of a transform file: the one already imported while the file's content is unchanged (unless
+    fresh), else the file imported now, which replaces the old one (dropped: its state goes with it)."""
+    try:
+        source = path.read_bytes()
+    except OSError as e:
+        raise TransformError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
+    if fresh:
+        module = _import(path, source)
+        _forget(module)  # a one-off (edge.testing): nothing keeps it but the transforms made from it
+        return module
+    key = path.resolve()
+    digest = _digest(source)
+    loaded = _loaded.get(key)
+    if loaded is not None and loaded.digest == digest:
+        return loaded.module
+    module = _import(path, source)  # a file that does not import leaves the module in use as it is
+    if loaded is not None:
+        _forget(loaded.module)
+    _loaded[key] = _Loaded(folder.resolve(), digest, module)
+    return module
+
+
+def load_transforms(folder: Path, specs: list[tuple[str, list[str]]], *, fresh: bool = False) -> TransformSet:
+    """Load `file.function` transforms from folder.
+
+    A file whose content is unchanged since the last load keeps its module (and the module's state); a changed
+    file is imported again and its old module dropped. `specs` are all the transforms of `folder` in use: the
+    modules of the folder's other files are dropped too. fresh: import every file anew and cache nothing (for
+    tests: each call starts from an empty module state).
+    """
     modules: dict[str, ModuleType] = {}
     transforms = []
     for function, match in specs:
@@ -132,12 +201,21 @@ def load_transforms(folder: Path, specs: list[tuple[str, list[str]]]) -> Transfo
             path = folder / f"{file}.py"
             if not path.is_file():
                 raise TransformError(f"transform {function!r}: expected a file {path}, found none")
-            modules[file] = _load_module(path, _generation)
+            modules[file] = _load_module(folder, path, fresh)
         fn = getattr(modules[file], attr, None)
         if not callable(fn):
             raise TransformError(f"transform {function!r}: expected a function {attr!r} in {folder / file}.py")
         transforms.append(Transform(function, fn, tuple(match)))
+    if not fresh:
+        _release(folder, {(folder / f"{file}.py").resolve() for file in modules})
     return TransformSet(transforms)
+
+
+def _release(folder: Path, used: set[Path]) -> None:
+    """Drop the cached modules of folder's files that the transforms no longer use (a transform taken out)."""
+    where = folder.resolve()
+    for key in [k for k, loaded in _loaded.items() if loaded.folder == where and k not in used]:
+        _forget(_loaded.pop(key).module)
 
 
 class TransformSet:
