@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from drivers.simulator.config import SimulatorDevice, SimulatorPoint
 from edge.pipeline import Pipeline, load_transforms
 from edge.reading import BAD, GOOD, UNCERTAIN, Reading
@@ -75,3 +77,44 @@ def test_deadband_on_a_point_whose_value_changes_type_never_raises() -> None:
     values = ("warming up", 10.0, 10.5, "fault", True, 12.0)
     sent = [r.value for v in values for r in pipe.process([Reading("d", "p", v)])]
     assert sent == ["warming up", 10.0, "fault", True, 12.0]
+
+
+@pytest.mark.parametrize("change", [{"offset": 0.4}, {"scale": 1.01}, {"unit": "degF"}, {"deadband": 0.6},
+                                    {"signal": "constant"}], ids=lambda c: next(iter(c)))
+def test_a_change_to_how_a_value_is_made_clears_its_deadband_memory(change: dict[str, object]) -> None:
+    """With the memory kept, a steady raw 20.0 after a calibration change (offset 0 -> 0.4) stored nothing: the
+    store kept 20.0 while the point read 20.4."""
+    pipe = Pipeline([device(deadband=0.5, unit="degC")])
+    assert [r.value for r in pipe.process([Reading("d", "p", 20.0)])] == [20.0]
+    pipe.add_device(device(**{"deadband": 0.5, "unit": "degC", **change}))  # what a reload does with the device
+    out = pipe.process([Reading("d", "p", 20.0)])
+    assert len(out) == 1 and pipe.suppressed == 0
+    assert pipe.process([Reading("d", "p", 20.0)]) == [] and pipe.suppressed == 1  # the deadband works on
+
+
+def test_a_device_change_of_where_values_come_from_clears_the_deadband_memory() -> None:
+    pipe = Pipeline([device(deadband=0.5)])
+    pipe.process([Reading("d", "p", 20.0)])
+    reseeded = SimulatorDevice(name="d", driver="simulator", seed=7, point=[SimulatorPoint(name="p", deadband=0.5)])
+    pipe.add_device(reseeded)
+    assert len(pipe.process([Reading("d", "p", 20.0)])) == 1
+
+
+def test_a_change_that_makes_no_value_keeps_the_deadband_memory() -> None:
+    pipe = Pipeline([device(deadband=0.5, offset=1.0)])
+    pipe.process([Reading("d", "p", 20.0)])
+    changed = SimulatorDevice(name="d", driver="simulator", interval=5.0, timeout=2.0, enabled=False,
+                              point=[SimulatorPoint(name="p", deadband=0.5, offset=1.0, writable=True),
+                                     SimulatorPoint(name="q")])
+    pipe.add_device(changed)
+    assert pipe.process([Reading("d", "p", 20.0)]) == [] and pipe.suppressed == 1
+
+
+def test_changed_transforms_clear_the_deadband_memory_unchanged_ones_do_not(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def double(r):\n    r.value *= 2\n    return r\n")
+    pipe = Pipeline([device(deadband=0.5)])
+    assert [r.value for r in pipe.process([Reading("d", "p", 20.0)])] == [20.0]
+    pipe.transforms = load_transforms(tmp_path, [("t.double", ["*"])])  # a reload adding a transform
+    assert [r.value for r in pipe.process([Reading("d", "p", 20.0)])] == [40.0]  # not 20.0 kept in the store
+    pipe.transforms = load_transforms(tmp_path, [("t.double", ["*"])])  # a reload that changed nothing here
+    assert pipe.process([Reading("d", "p", 20.0)]) == [] and pipe.suppressed == 1
