@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import re
-import shutil
+import stat
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -365,18 +367,46 @@ async def put_config(request: web.Request) -> web.Response:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    """Write atomically, keeping the previous file as FILE.bak."""
-    if path.exists():
-        shutil.copy2(path, path.with_name(path.name + ".bak"))
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold passwords: private from the start
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        shutil.copymode(path, tmp)
-    os.replace(tmp, path)
+    """Replace the file atomically and durably, keeping the previous one as FILE.bak.
+
+    Each writer has a temporary file of its own in the same directory (no two writers share one), which is
+    synced before it takes the file's place; the directory is synced after, so that a power cut cannot undo
+    a replacement that was answered. The new file keeps the old one's mode and, where allowed, owner.
+    """
+    try:
+        old = path.stat()
+    except FileNotFoundError:
+        old = None
+    if old is not None:
+        _write_atomically(path.with_name(path.name + ".bak"), path.read_bytes(), old)
+    _write_atomically(path, text.encode("utf-8"), old)
+
+
+def _write_atomically(path: Path, data: bytes, like: os.stat_result | None) -> None:
+    """`data` as `path` (temporary file, fsync, rename, fsync of the directory), with `like`'s mode and owner."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600: it may hold passwords
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if like is not None:
+                if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
+                    try:  # root keeps the file's owner and group; anyone else keeps what it may
+                        os.fchown(f.fileno(), like.st_uid, like.st_gid)
+                    except PermissionError:
+                        pass
+                os.fchmod(f.fileno(), stat.S_IMODE(like.st_mode))
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 @routes.get("/v1/openapi.json")
