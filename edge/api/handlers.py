@@ -313,11 +313,24 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
 
 @routes.post("/v1/reload")
 async def reload(request: web.Request) -> web.Response:
-    problems = await daemon_of(request).reload()
+    from edge.daemon import DaemonStopping, ReloadFailed
+
+    d = daemon_of(request)
+    try:
+        problems = await d.reload()  # waits for a reload or PUT /v1/config in progress
+    except DaemonStopping as e:
+        return error(409, str(e))
+    except ReloadFailed as e:
+        return _reload_failed(d, e)
     if problems:
         return web.json_response({"error": "reload refused: " + "; ".join(problems), "reloaded": False,
                                   "problems": problems}, status=422)
-    return web.json_response({"reloaded": True, "restart_needed": daemon_of(request).restart_needed})
+    return web.json_response({"reloaded": True, "restart_needed": d.restart_needed})
+
+
+def _reload_failed(d: Daemon, e: Exception) -> web.Response:
+    """500: the config was valid but applying it failed part-way (restart_needed says what is left over)."""
+    return web.json_response({"error": str(e), "reloaded": False, "restart_needed": d.restart_needed}, status=500)
 
 
 @routes.get("/v1/config")
@@ -352,14 +365,25 @@ async def put_config(request: web.Request) -> web.Response:
         problems = [str(p) for p in e.problems]
         return web.json_response({"error": "config refused: " + "; ".join(problems), "problems": problems},
                                  status=422)
-    from edge.daemon import ReloadRefused
+    from edge.daemon import DaemonStopping, ReloadFailed, ReloadRefused
 
+    written = False
     try:
-        d.prepare(new, text)  # what the reload would refuse, refused before the file is touched
-    except ReloadRefused as e:
-        return web.json_response({"error": f"config refused: {e}", "problems": [str(e)]}, status=422)
-    await asyncio.get_running_loop().run_in_executor(None, _replace_file, path, text)
-    problems = await d.reload()
+        # One config change at a time, from the checks through the file to the reload: two PUTs (or a PUT and a
+        # SIGHUP) cannot interleave, and the reload applies the file this request wrote.
+        async with d.reloading():
+            try:
+                d.prepare(new, text)  # what the reload would refuse, refused before the file is touched
+            except ReloadRefused as e:
+                return web.json_response({"error": f"config refused: {e}", "problems": [str(e)]}, status=422)
+            await asyncio.get_running_loop().run_in_executor(None, _replace_file, path, text)
+            written = True
+            problems = await d.reload_locked()
+    except DaemonStopping as e:
+        what = "was replaced: it applies at the next start" if written else "was not changed"
+        return error(409, f"{e}; the config file {what}")
+    except ReloadFailed as e:
+        return _reload_failed(d, e)
     if problems:
         return web.json_response({"error": "reload refused: " + "; ".join(problems), "problems": problems},
                                  status=422)

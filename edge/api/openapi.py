@@ -26,6 +26,7 @@ def _op(summary: str, ok: dict[str, Any], *codes: int, params: list[dict[str, An
              403: "Not allowed (a pull-scope token, or a point that is not writable)", 404: "Not found",
              409: "Conflict with current state",
              413: "Body too large", 422: "The config is invalid (problems listed)",
+             500: "The reload failed part-way (restart_needed says what is left over)",
              502: "Delivery through the sink failed"}
     for code in ((*codes, 401) if not public else codes):
         responses[str(code)] = _err(texts[code])
@@ -152,12 +153,12 @@ def document() -> dict[str, Any]:
             "/v1/dead-letters/{id}/replay": {
                 "parameters": [_path_param("id", SEQ)],
                 "post": _op("Deliver a dead letter again through its sink", _ok(obj), 400, 403, 404, 409, 502)},
-            "/v1/reload": {"post": _op("Re-read the config file and apply it", _ok(obj), 403, 422)},
+            "/v1/reload": {"post": _op("Re-read the config file and apply it", _ok(obj), 403, 409, 422, 500)},
             "/v1/config": {"get": _op("The config file's text", _ok({
                 "type": "object", "required": ["path", "text"],
                 "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}), 403, 409),
                 "put": _op("Replace the config file (validated; previous kept as .bak) and reload", _ok(obj),
-                           400, 403, 413, 422,
+                           400, 403, 409, 413, 422, 500,
                            body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "Prometheus text format",
