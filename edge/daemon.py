@@ -497,6 +497,8 @@ class Daemon:
         cfg = runner.driver.point_config(point)
         if not cfg.writable:
             raise WriteError(f"point {device}/{point} is not writable (set writable = true in its config)")
+        if not runner.driver.config.enabled:  # its driver was never started: a write would open what nothing closes
+            raise WriteError(f"device {device!r} is disabled (enabled = false): it takes no writes")
         try:
             result = await runner.driver.write(point, value)
         except WriteError as e:

@@ -1,6 +1,6 @@
 """Reloads against each other and against a stop: one reload at a time (SIGHUP, POST /v1/reload and PUT
 /v1/config alike), a reload that sees the daemon stop starts nothing, a stop waits for the reload in progress,
-settings that apply at a restart wait for them.
+settings that apply at a restart wait for them, and a disabled device takes no writes.
 
 Real daemons in-process (store in tmp_path, simulator devices); a slow driver stop is injected by patching the
 simulator driver's stop.
@@ -24,7 +24,7 @@ import pytest
 from edgeproc import write_config
 
 import edge.daemon as daemon_module
-from drivers.base import Driver
+from drivers.base import Driver, WriteError
 from drivers.simulator.driver import SimulatorDriver
 from edge.config import load_config
 from edge.daemon import Daemon, DaemonStopping, ReloadFailed
@@ -361,3 +361,26 @@ async def test_changed_devices_stop_side_by_side(tmp_path: Path, stops: StopProb
         assert await asyncio.wait_for(d.reload(), 10) == []
         assert sorted(stops.entered) == ["a", "b"]
         assert {r.driver.config.interval for r in d.runners.values()} == {0.03}
+
+
+# -- writes -----------------------------------------------------------------------------------------------------
+
+
+async def test_a_write_to_a_disabled_device_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[str] = []
+    real_write = SimulatorDriver.write
+
+    async def write(driver: SimulatorDriver, point: str, value: object) -> object:
+        writes.append(driver.name)
+        return await real_write(driver, point, value)
+
+    monkeypatch.setattr(SimulatorDriver, "write", write)
+    body = device("off", extra="enabled = false\n") + "writable = true\n" + device("on") + "writable = true\n"
+    cfg = write_config(tmp_path, body)
+    async with running(cfg) as d, admin(d) as http:
+        with pytest.raises(WriteError, match="device 'off' is disabled"):
+            await d.write("off", "c", 1.0)
+        status, answer = await call(http, "POST", "/v1/devices/off/points/c", {"value": 1.0})
+        assert status == 409 and "disabled" in answer["error"], answer
+        assert await d.write("on", "c", 2.0) == 2.0
+        assert writes == ["on"]  # the disabled device's driver, never started, was never written to
