@@ -38,9 +38,12 @@ RELOAD_STOP_WAIT = 1.5  # s a stop waits for a reload in progress (within STOP_T
 
 def load_transform_set(config: Config) -> TransformSet:
     specs = [(t.function, list(t.match)) for t in config.pipeline.transform]
-    if not specs:
-        return TransformSet()
+    # Called with no specs too: that releases the modules of transforms taken out of the config.
     return load_transforms(config.transforms_path, specs)
+
+
+def _modules(transforms: TransformSet) -> set[str]:
+    return {str(getattr(t.fn, "__module__", "")) for t in transforms.transforms}
 
 
 class ReloadRefused(Exception):
@@ -457,7 +460,15 @@ class Daemon:
                                if new_devices.get(name) != dev))
         self._check_not_stopping()
         # Only now: the old devices' last readings went through the transforms they were polled under.
+        replaced = _modules(self.pipeline.transforms) - _modules(transforms)
         self.pipeline.transforms = transforms
+        if replaced:
+            # Modules loaded before start()'s gc.freeze() sit in the permanent generation, where the old
+            # version of a changed transform would stay for good: one full collection (a pause of ~0.2 s at
+            # 2,500 points) per reload that replaces a transform module.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
         self._step = "starting devices"
         for name, driver in drivers.items():
             self._start_device(new_devices[name], driver)

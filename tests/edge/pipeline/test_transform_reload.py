@@ -219,3 +219,38 @@ def test_a_module_exiting_at_import_fails_the_start_with_one_line_and_exit_1(tmp
     assert run.stderr.splitlines()[-1].startswith(problem + "SystemExit: the module called sys.exit(2)"), run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "data" / "store.sqlite").exists()
+
+
+def test_a_reloaded_daemon_frees_the_old_version_of_a_changed_transform(tmp_path: Path) -> None:
+    """start() freezes what it loaded (gc.freeze); the module a changed file replaces must not stay there."""
+    import asyncio
+
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    folder = tmp_path / "transforms"
+    folder.mkdir()
+    (folder / "t.py").write_text(STATEFUL.format(tag="v1"))
+    cfg = config_with(tmp_path, "t.only_changes")
+
+    async def scenario() -> None:
+        d = Daemon(load_config(cfg, True))
+        await d.start()
+        try:
+            old = weakref.ref(sys.modules[d.pipeline.transforms.transforms[0].fn.__module__])
+            (folder / "t.py").write_text(STATEFUL.format(tag="v2"))
+            await d.reload()
+            assert imports(folder) == ["v1", "v2"]
+            gc.collect()
+            assert old() is None, "the old module is still alive"
+            (folder / "t.py").unlink()  # and a transform taken out of the config releases its module
+            cfg.write_text(cfg.read_text().split("[[pipeline.transform]]")[0])
+            current = weakref.ref(sys.modules[d.pipeline.transforms.transforms[0].fn.__module__])
+            await d.reload()
+            gc.collect()
+            assert current() is None, "the module of a removed transform is still alive"
+        finally:
+            await d.stop("test over")
+            gc.unfreeze()
+
+    asyncio.run(scenario())
