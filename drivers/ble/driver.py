@@ -1,6 +1,12 @@
 """BLE drivers: advertisement devices (push, shared scanner) and GATT devices (poll, or push with notifications).
 
 `BleDevice.driver_class` names the class for a device's mode; the registry uses it.
+
+GATT connections and start()/stop(): a started device keeps its connection (and its adapter slot) as its mode
+says; stop() closes the link for good, so a poll or write arriving after it (a reload or shutdown overlapping a
+read-now or a write) is refused (bad readings, WriteError) and one under way connects no more; the stop then
+disconnects and frees the slot. A driver never started (a disabled device read or written through the API)
+connects for the one request and disconnects, freeing the slot, when done.
 """
 
 from __future__ import annotations
@@ -205,6 +211,33 @@ class _GattDriver(Driver):
         self.ble = config
         self.link = GattLink(config, on_lost=self._on_lost)
         self._errors = device_errors()
+        self._started = False  # start() was called: connections are kept as the mode says (else one per request)
+        self._stopped = False  # stop() was called (and start() not since): nothing connects any more
+
+    async def start(self) -> None:
+        """Nothing connects yet (the first poll, or run(), does). Also after a stop()."""
+        self._started, self._stopped = True, False
+        self.link.reopen()
+
+    async def stop(self) -> None:
+        """Refuse polls and writes from now on; once one under way has let go of the link, disconnect (slot freed)."""
+        self._stopped = True
+        await self.link.close(self._stopped_error())
+
+    def _stopped_error(self) -> str:
+        return f"device {self.name!r} is stopped (reloaded, restarting or shutting down)"
+
+    def _connects_for_itself(self) -> bool:
+        """Whether a poll or write (holding link.lock) connects for itself and must disconnect when done: on a
+        driver never started, unless something else connected the link (a run() without start())."""
+        return not self._started and not self.link.connected
+
+    async def _done_with_link(self, own: bool) -> None:
+        """After a poll or write, holding link.lock: a request of a driver never started disconnects (slot freed)."""
+        if own:
+            await self.link.disconnect()
+        else:
+            await self._after_use()
 
     def _on_lost(self) -> None:
         self.status.state = DOWN
@@ -236,7 +269,9 @@ class _GattDriver(Driver):
                     raw[p.uuid] = explain(e, self.ble.adapter)
             out.append(self._reading(p, raw[p.uuid], ts))
         errors = [r.error for r in out if r.error]  # bad readings, and uncertain ones (a NaN read)
-        if errors:
+        if self._stopped:  # stop() came during this read: its failures say nothing about the device
+            pass
+        elif errors:
             self.status.state = DOWN if all(r.quality == BAD for r in out) else DEGRADED
             self.status.last_error = errors[0]
         elif out:
@@ -266,20 +301,32 @@ class _GattDriver(Driver):
             encoded = encode_field(raw, p.type, p.byte_order, p.length)
         except FieldError as e:
             raise WriteError(f"point {point!r}: {e}") from e
+        where = f"{self.name}.{point}"
+        if self._stopped:
+            raise WriteError(f"{self._stopped_error()}: write to {where} refused")
         async with self.link.lock:
+            if self._stopped:  # stop() came while this write waited for the link
+                raise WriteError(f"{self._stopped_error()}: write to {where} refused")
+            own = self._connects_for_itself()
+            written = False
             try:
                 await self._connect()
-                back = await self._write_bytes(p, encoded)
+                await self._write_only(p, encoded)
+                written = True
+                back = await self._read_back(p)
             except LinkDown as e:
+                if self._stopped:  # stop() closed the link under this write
+                    what = f"{where} was written but not read back" if written else f"write to {where} refused"
+                    raise WriteError(f"{self._stopped_error()}: {what}") from e
                 raise WriteError(f"{self.name}: not connected: {e}") from e
             except self._errors as e:
                 raise WriteError(f"{self.name}: write to {short_uuid(p.uuid)} failed: "
                                  f"{explain(e, self.ble.adapter)}") from e
             finally:
-                await self._after_use()
+                await self._done_with_link(own)
         return _engineering(p, back) if back is not None else value
 
-    async def _write_bytes(self, p: BlePoint, encoded: bytes) -> Value | None:
+    async def _write_only(self, p: BlePoint, encoded: bytes) -> None:
         assert p.uuid is not None
         data = encoded
         if p.byte_offset:
@@ -287,6 +334,9 @@ class _GattDriver(Driver):
             current = current.ljust(p.byte_offset + len(encoded), b"\x00")
             data = current[:p.byte_offset] + encoded + current[p.byte_offset + len(encoded):]
         await self.link.write(p.uuid, data)
+
+    async def _read_back(self, p: BlePoint) -> Value | None:
+        assert p.uuid is not None
         if "read" not in self.link.properties(p.uuid):
             return None
         try:
@@ -295,27 +345,32 @@ class _GattDriver(Driver):
             raise WriteError(f"point {p.name!r}: read-back: {e}") from e
 
     async def _after_use(self) -> None:
-        """Hook: poll devices give their slot up here when others wait."""
-
-    async def stop(self) -> None:
-        await self.link.disconnect()
+        """Hook, holding link.lock after a poll or write of a started device: poll devices give their slot up here
+        when others wait; notify devices keep the connection (their run() owns it)."""
 
 
 class BleGattPollDriver(_GattDriver):
     """A GATT device read on each poll; it keeps its connection unless other devices wait for a slot."""
 
     async def poll(self) -> list[Reading]:
+        if self._stopped:
+            return self.bad_cycle(self._stopped_error())
         async with self.link.lock:
+            if self._stopped:  # stop() came while this poll waited for the link
+                return self.bad_cycle(self._stopped_error())
+            own = self._connects_for_itself()
             try:
-                await self._connect()
-            except LinkDown as e:
-                self.status.state = DOWN
-                self.status.last_error = str(e)
-                return self.bad_cycle(str(e))
-            try:
+                try:
+                    await self._connect()
+                except LinkDown as e:
+                    if self._stopped:
+                        return self.bad_cycle(self._stopped_error())
+                    self.status.state = DOWN
+                    self.status.last_error = str(e)
+                    return self.bad_cycle(str(e))
                 return await self._read(_points(self.ble))
             finally:
-                await self._after_use()
+                await self._done_with_link(own)
 
     async def _after_use(self) -> None:
         if self.link.connected and self.link.slots.contended:
@@ -353,6 +408,9 @@ class BleGattNotifyDriver(_GattDriver):
                         await self._connect()
                         await self._subscribe()
                 except LinkDown as e:
+                    if self._stopped:  # stop() came while run() still runs (its runner cancels it first): no spin
+                        await asyncio.sleep(self.ble.reconnect_delay)
+                        continue
                     self.status.state = DOWN
                     self.status.last_error = str(e)
                     await publish(self.bad_cycle(str(e)))
@@ -362,7 +420,7 @@ class BleGattNotifyDriver(_GattDriver):
                     self.status.state, self.status.last_error = DOWN, error
                     await publish(self.bad_cycle(error))
                     self.link.backoff.failed()
-                    await self.link.disconnect()
+                    await self._disconnect()
                     continue
                 try:
                     await self._session(publish)
@@ -372,9 +430,14 @@ class BleGattNotifyDriver(_GattDriver):
                 except self._errors as e:
                     error = explain(e, self.ble.adapter)
                 self.status.state, self.status.last_error = DOWN, error
-                await self.link.disconnect()
+                await self._disconnect()
                 await publish(self.bad_cycle(error))
         finally:
+            await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        """Drop the connection, waiting for a write under way (it may be connecting) to let go of the link."""
+        async with self.link.lock:
             await self.link.disconnect()
 
     async def _subscribe(self) -> None:

@@ -1,4 +1,10 @@
-"""One GATT link: find the device through the shared scanner, connect within a slot, reconnect with backoff."""
+"""One GATT link: find the device through the shared scanner, connect within a slot, reconnect with backoff.
+
+Whoever connects, uses or disconnects the link holds `GattLink.lock`, so a connection and the slot it holds are
+given up together and never under an operation still connecting. A link closed for good (the device stopped)
+connects no more and starts no GATT operation until reopened: one under way fails at its next step, and the
+close then disconnects and gives the slot back, so nothing keeps a connection or a slot that no device owns.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +69,8 @@ class GattLink:
         self._client: BleakClient | None = None
         self._slots: ConnectionSlots | None = None
         self._holds_slot = False
-        self.lock = asyncio.Lock()  # one GATT operation at a time per device
+        self.closed: str | None = None  # why the link was closed for good (close()); None while usable
+        self.lock = asyncio.Lock()  # one GATT operation at a time per device; held to connect or disconnect
 
     @property
     def connected(self) -> bool:
@@ -76,7 +83,8 @@ class GattLink:
         return self._slots
 
     async def connect(self) -> None:
-        """Be connected on return, or raise LinkDown saying why (and when the next attempt is)."""
+        """Be connected on return, or raise LinkDown saying why (and when the next attempt is). Hold `lock`."""
+        self._raise_if_closed()
         if self.connected:
             return
         await self._drop()
@@ -92,7 +100,14 @@ class GattLink:
                            f"({slots.in_use} of {slots.limit} in use, {slots.waiting} waiting)") from None
         self._holds_slot = True
         try:
+            self._raise_if_closed()  # closed while this waited for the slot
             self._client = await self._open()
+            if self.closed:  # closed while this connected: the connection goes at once
+                await self._drop()
+                self._raise_if_closed()
+        except LinkDown:
+            self._release()
+            raise
         except BaseException as e:
             self._release()
             if isinstance(e, Exception):
@@ -149,10 +164,26 @@ class GattLink:
         self._release()
 
     async def disconnect(self) -> None:
-        """Close the link and give the slot back."""
+        """Close the link and give the slot back. Hold `lock` (an operation under way could still be connecting)."""
         await self._drop()
 
+    async def close(self, reason: str) -> None:
+        """Close for good: refuse new operations at once (LinkDown(reason)), then, once the operation under way
+        has let go of `lock`, disconnect and give the slot back."""
+        self.closed = reason
+        async with self.lock:
+            await self._drop()
+
+    def reopen(self) -> None:
+        """Usable again after close() (the device is started again)."""
+        self.closed = None
+
+    def _raise_if_closed(self) -> None:
+        if self.closed is not None:
+            raise LinkDown(self.closed)
+
     def _client_or_raise(self) -> BleakClient:
+        self._raise_if_closed()
         if self._client is None or not self._client.is_connected:
             raise LinkDown(self.last_error or "not connected")
         return self._client

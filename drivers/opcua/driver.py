@@ -2,6 +2,11 @@
 
 Both keep one DeviceSession; on any loss they close it, back off and open a fresh one (node ids resolved
 again). The subscribe driver also rebuilds a subscription that stays silent past its keep-alive.
+
+Sessions and start()/stop(): the device's session is used from start() to stop(); stop() closes it for good, so a
+poll or write arriving after it (a reload or shutdown overlapping a read-now or a write) is refused (bad readings,
+WriteError) and one under way opens nothing more. A driver never started (a disabled device read or written
+through the API) opens a session of its own for the one request and closes it when done.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import logging
 import time
 from typing import Any, cast
 
-from asyncua import ua
+from asyncua import Client, ua
 
 from drivers.base import DEGRADED, UP, DeviceConfig, Driver, Publish, WriteError
 from drivers.opcua.config import OpcuaDevice, OpcuaPoint
@@ -41,16 +46,40 @@ class _OpcuaDriver(Driver):
         self.points: dict[str, OpcuaPoint] = {p.name: p for p in self.device.point}
         self._failures = 0  # consecutive failed connects: the first is logged loudly, repeats quietly
         self._delivered = False  # the current session has delivered (subscription made, or a read answered)
+        self._started = False  # start() was called: requests use self.session (else a session of their own)
+        self._stopped = False  # stop() was called (and start() not since): nothing opens a session any more
+
+    async def start(self) -> None:
+        """Use the device's session from now on (it opens on the first poll, or in run()). Also after a stop()."""
+        self._started, self._stopped = True, False
+        self.session.reopen()
+
+    async def stop(self) -> None:
+        """Close the session for good: polls and writes are refused from now on, one under way opens nothing."""
+        self._stopped = True
+        await self.session.close(for_good=True)
+
+    def _stopped_error(self) -> str:
+        return f"device {self.name!r} is stopped (reloaded, restarting or shutting down)"
+
+    def _own_session(self) -> DeviceSession:
+        """A session for one request of a driver never started, closed by the caller when done."""
+        return DeviceSession(self.device, self.status)
+
+    @staticmethod
+    async def _close_own(session: DeviceSession) -> None:
+        """Close a request's own session, also when the request is cancelled (e.g. the read-now timeout)."""
+        await asyncio.shield(session.close(for_good=True))
 
     def _log_failure(self, what: str, error: BaseException | str) -> None:
         self._failures += 1
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
         log.log(level, "opcua %s: %s: %s", self.name, what, error)
 
-    def _unresolved(self, ts: float) -> list[Reading]:
+    def _unresolved(self, session: DeviceSession, ts: float) -> list[Reading]:
         return [
             Reading.bad(self.name, name, err, ts, self.points[name].unit)
-            for name, err in self.session.points.errors.items()
+            for name, err in session.points.errors.items()
         ]
 
     async def _open(self) -> None:
@@ -71,17 +100,37 @@ class _OpcuaDriver(Driver):
             self._failures = 0
 
     async def write(self, point: str, value: Any) -> Any:
-        """Write an engineering value (scale/offset undone), then read it back; raises WriteError."""
+        """Write an engineering value (scale/offset undone), then read it back; raises WriteError.
+
+        Started: on the device's session, refused when it is not connected. Never started: on a session of its
+        own, closed when done. Stopped: refused."""
         cfg = cast(OpcuaPoint, self.point_config(point))
         if not cfg.writable:
             raise WriteError(f"point {point!r} of device {self.name!r} is not writable")
-        client = self.session.client
-        if client is None or not self.session.healthy:
-            raise WriteError(f"device {self.name!r} is not connected: {self.status.last_error or 'no session'}")
-        node_id = self.session.points.node_ids.get(point)
+        if self._stopped:
+            raise WriteError(f"{self._stopped_error()}: write to {self.name}.{point} refused")
+        if self._started:
+            client = self.session.client
+            if client is None or not self.session.healthy:
+                raise WriteError(f"device {self.name!r} is not connected: {self.status.last_error or 'no session'}")
+            return await self._write(self.session, client, cfg, value)
+        session = self._own_session()
+        try:
+            try:
+                client = await session.open()
+            except Exception as e:
+                raise WriteError(f"device {self.name!r} is not connected: {_describe(e)}") from e
+            return await self._write(session, client, cfg, value)
+        finally:
+            await self._close_own(session)
+
+    async def _write(self, session: DeviceSession, client: Client, cfg: OpcuaPoint, value: Any) -> Any:
+        point = cfg.name
+        node_id = session.points.node_ids.get(point)
         if node_id is None:
-            raise WriteError(self.session.points.errors.get(point, f"point {point!r} has no node id"))
+            raise WriteError(session.points.errors.get(point, f"point {point!r} has no node id"))
         raw = _to_raw(value, cfg)
+        step = "refused"  # how far the write got: refused (nothing sent), interrupted (sent), written
         try:
             current = (await client.uaclient.read(_read_params([node_id])))[0]
             if current.Value is None or current.Value.VariantType == ua.VariantType.Null:
@@ -95,61 +144,90 @@ class _OpcuaDriver(Driver):
             wv.AttributeId = ua.AttributeIds.Value
             wv.Value = ua.DataValue(variant)
             params.NodesToWrite = [wv]
+            step = "interrupted"
             result = (await client.uaclient.write(params))[0]
             if not result.is_good():
                 raise WriteError(f"point {point!r}: server refused the write: {status_name(result)}")
+            step = "written"
             back = (await client.uaclient.read(_read_params([node_id])))[0]
         except (ValueError, TypeError) as e:
             raise WriteError(f"point {point!r}: {e}") from e
         except (ConnectionError, TimeoutError, ua.UaError) as e:
+            if self._stopped and session is self.session:  # stop() closed the session under this write
+                where = f"{self.name}.{point}"
+                what = {"refused": f"write to {where} refused",
+                        "interrupted": f"write to {where} interrupted, it may or may not have been made ({e!r})",
+                        "written": f"{where} was written but not read back"}[step]
+                raise WriteError(f"{self._stopped_error()}: {what}") from e
             raise WriteError(f"point {point!r}: {e!r}") from e
         reading = self.maker.reading(cfg, back)
         if reading.value is None:
             raise WriteError(f"point {point!r}: read back failed: {reading.error}")
         return _from_raw(reading.value, cfg)
 
-    async def stop(self) -> None:
-        await self.session.close()
-
 
 class OpcuaPollDriver(_OpcuaDriver):
     """Poll mode: every interval one Read request for all points; reconnects between polls when needed."""
 
     async def poll(self) -> list[Reading]:
+        if self._stopped:
+            return self.bad_cycle(self._stopped_error())
+        if not self._started:
+            return await self._poll_once()
         if not self.session.healthy:
             if self.session.client is not None:
                 reason = self.session.lost_reason or "connection lost"
                 self.session.set_down(reason)
                 await self.session.close()
+            if self._stopped:  # stop() came while the lost session closed
+                return self.bad_cycle(self._stopped_error())
             if not self.backoff.due():
                 return self.bad_cycle(self.status.last_error or "not connected")
             try:
                 await self._open()
             except Exception as e:
+                if self._stopped:  # stop() came first: the session opened nothing (SessionClosed)
+                    return self.bad_cycle(self._stopped_error())
                 self.backoff.failed()
                 self._log_failure("connect failed", e)
                 self.session.set_down(_describe(e))
                 return self.bad_cycle(_describe(e))
-        return await self._read_all()
+        return await self._read_all(self.session)
+
+    async def _poll_once(self) -> list[Reading]:
+        """A poll of a driver never started (a read-now of a disabled device): on a session of its own, closed after."""
+        session = self._own_session()
+        try:
+            try:
+                await session.open()
+            except Exception as e:
+                self._log_failure("connect failed", e)
+                session.set_down(_describe(e))
+                return self.bad_cycle(_describe(e))
+            return await self._read_all(session)
+        finally:
+            await self._close_own(session)
 
     _plan: tuple[object, list[str], list[ua.ReadParameters]] | None = None  # (for these points, names, requests)
 
-    def _read_plan(self) -> tuple[list[str], list[ua.ReadParameters]]:
+    def _read_plan(self, session: DeviceSession) -> tuple[list[str], list[ua.ReadParameters]]:
         """The point names and Read requests, built once per session (the points resolve anew on reconnect)."""
-        points = self.session.points
+        points = session.points
         if self._plan is None or self._plan[0] is not points:
             node_ids = list(points.node_ids.values())
-            per_request = self.session.max_nodes_per_read or len(node_ids)  # one Read, unless the server caps it
+            per_request = session.max_nodes_per_read or len(node_ids)  # one Read, unless the server caps it
             self._plan = (points, list(points.node_ids),
                           [_read_params(node_ids[i : i + per_request]) for i in range(0, len(node_ids), per_request)])
         return self._plan[1], self._plan[2]
 
-    async def _read_all(self) -> list[Reading]:
-        client = self.session.client
-        assert client is not None
-        names, requests = self._read_plan()
+    async def _read_all(self, session: DeviceSession) -> list[Reading]:
+        """One Read cycle on `session`: the device's (then it also keeps the backoff) or a request's own."""
+        client = session.client
+        if client is None:  # closed by stop() since this poll opened it
+            return self.bad_cycle(self._stopped_error() if self._stopped else "not connected")
+        names, requests = self._read_plan(session)
         local = time.time()
-        readings = self._unresolved(local)
+        readings = self._unresolved(session, local)
         if not names:
             return readings
         mismatch: str | None = None
@@ -172,12 +250,15 @@ class OpcuaPollDriver(_OpcuaDriver):
             self.status.last_error = error
             return self.bad_cycle(error)
         except Exception as e:
+            if self._stopped and session is self.session:  # stop() closed the session under this read
+                return self.bad_cycle(self._stopped_error())
             error = f"read failed: {_describe(e)}"
             self._log_failure("read failed", e)
-            self.session.mark_lost(error)
-            self.session.set_down(error)
-            await self.session.close()
-            self.backoff.failed()
+            session.mark_lost(error)
+            session.set_down(error)
+            await session.close()
+            if session is self.session:
+                self.backoff.failed()
             return self.bad_cycle(error)
         local = time.time()
         for name, dv in zip(names, values, strict=True):
@@ -185,13 +266,15 @@ class OpcuaPollDriver(_OpcuaDriver):
                 readings.append(Reading.bad(self.name, name, dv, local, self.points[name].unit))
             else:
                 readings.append(self.maker.reading(self.points[name], dv, local))
-        if mismatch is None:
+        if self._stopped and session is self.session:  # read before stop() closed the session: no news of it
+            return readings
+        if mismatch is None and session is self.session:
             self._delivering()
         if mismatch is not None:  # the server answered: the session is fine, its answer was not
             self._log_failure("read answered wrongly", mismatch)
             self.status.state = DEGRADED
             self.status.last_error = f"read failed: {mismatch}"
-        elif self.status.state == DEGRADED and not self.session.points.errors:
+        elif self.status.state == DEGRADED and not session.points.errors:
             self.status.state = UP  # a refused or wrong read before this one is over
         return readings
 
@@ -222,7 +305,7 @@ class OpcuaSubscribeDriver(_OpcuaDriver):
                     first = await feed.start()
                     self._delivering()
                     reported_down = False
-                    first.extend(self._unresolved(time.time()))
+                    first.extend(self._unresolved(self.session, time.time()))
                     if first:
                         await publish(first)
                     await self._pump(feed, publish)

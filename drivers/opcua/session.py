@@ -4,6 +4,8 @@ Recovery is ours, not asyncua's: the client runs with `auto_reconnect=False`, it
 lost connection (socket closed or the periodic server-state probe failing) through `lost`. Whoever owns the
 DeviceSession then closes it and opens a fresh one after `Backoff`, so there is never more than one session
 per device, and node ids and subscriptions are rebuilt against whatever server came back.
+A session closed for good (the device stopped) opens nothing until reopened: an open queued behind the close,
+or still under way when it came, gets SessionClosed, so nothing leaves a session on the server that no one closes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ RECONNECT_INITIAL = 0.5
 
 class SessionLost(Exception):
     """The session is gone (server stopped, network cut, probe failed); reopen it."""
+
+
+class SessionClosed(SessionLost):
+    """The session was closed for good (the device stopped); it opens no more until reopen()."""
 
 
 class Backoff:
@@ -72,6 +78,7 @@ class DeviceSession:
         self.max_nodes_per_read = 0  # the server's OperationLimits.MaxNodesPerRead (0: no limit)
         self.max_monitored_items_per_call = 0  # its OperationLimits.MaxMonitoredItemsPerCall (0: no limit)
         self.orphan: OrphanedSession | None = None  # a session we dropped that the server may still hold
+        self.closed = False  # closed for good (close(for_good=True)) and not reopened since: open() refuses
         self._lock = asyncio.Lock()
         status.extra.setdefault("orphaned_sessions_closed", 0)
 
@@ -93,8 +100,11 @@ class DeviceSession:
         return client
 
     async def open(self) -> Client:
-        """Close any previous session (also one left on the server), then connect, secure, activate, resolve."""
+        """Close any previous session (also one left on the server), then connect, secure, activate, resolve.
+
+        Raises SessionClosed once closed for good, also when that happened while this open was under way."""
         async with self._lock:
+            self._raise_if_closed()
             await self._close()
             await self._close_orphan()
             client = self._new_client()
@@ -112,6 +122,9 @@ class DeviceSession:
             except BaseException:
                 await self._close()
                 raise
+            if self.closed:  # closed for good while this open was under way: what it opened goes too
+                await self._close()
+                self._raise_if_closed()
             self.opened += 1
             if self.opened > 1:
                 self.status.reconnects += 1
@@ -138,10 +151,23 @@ class DeviceSession:
         if self.client.uaclient.state is not UaClientState.CONNECTED:
             raise SessionLost(f"connection {self.client.uaclient.state.value}")
 
-    async def close(self) -> None:
-        """CloseSession (bounded by CLOSE_TIMEOUT) and drop the socket; safe to call repeatedly."""
+    async def close(self, for_good: bool = False) -> None:
+        """CloseSession (bounded by CLOSE_TIMEOUT) and drop the socket; safe to call repeatedly.
+
+        `for_good` (the device stops): no open() succeeds any more until reopen(), not even one already waiting
+        for the lock or under way (it closes what it opened and raises SessionClosed)."""
+        if for_good:
+            self.closed = True  # before the lock: an open() queued ahead of this close must not open either
         async with self._lock:
             await self._close()
+
+    def reopen(self) -> None:
+        """Allow open() again after a close for good (the device is started again)."""
+        self.closed = False
+
+    def _raise_if_closed(self) -> None:
+        if self.closed:
+            raise SessionClosed(f"the session of {self.device.name!r} is closed: the device is stopped")
 
     async def _close(self) -> None:
         """CloseSession if the connection is open; if that fails, remember the session as an orphan."""

@@ -63,6 +63,7 @@ async def test_poll_reads_every_point_by_uuid(bluez: FakeBluez) -> None:
     instrument(bluez)
     drv = make_driver(name="meter", mode="gatt", address=MAC, point=POINTS)
     assert type(drv).__name__ == "BleGattPollDriver"
+    await drv.start()  # a running device (an enabled one the daemon started) keeps its connection
     poll = asyncio.create_task(drv.poll())
     await advertise_when_scanning(bluez, MAC)
     readings = {r.point: r for r in await poll}
@@ -142,6 +143,8 @@ async def test_more_devices_than_connection_slots_take_turns(bluez: FakeBluez) -
                            point=POINTS[:2]) for i, mac in enumerate(macs)]
     slots = connection_slots(None, 2)
     most = 0
+    for d in drivers:
+        await d.start()
 
     def watch() -> bool:
         nonlocal most

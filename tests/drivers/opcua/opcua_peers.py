@@ -104,7 +104,8 @@ def make_server_pki(folder: Path) -> tuple[Path, Path]:
 
 
 class Collector:
-    """Runs a push driver's run(publish) in a task and keeps what it publishes."""
+    """Starts a push driver and runs its run(publish) in a task, like the daemon's DeviceRunner; keeps what it
+    publishes. Leaving the block cancels run() and stops the driver."""
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
@@ -115,6 +116,7 @@ class Collector:
         self.readings.extend(readings)
 
     async def __aenter__(self) -> Collector:
+        await self.driver.start()
         self.task = asyncio.create_task(self.driver.run(self._publish))
         return self
 

@@ -68,6 +68,7 @@ async def test_a_read_with_the_wrong_number_of_results_gives_every_point_a_bad_r
     (none can be trusted to be its own) and none is left without a reading; the other request is unaffected."""
     driver = poll_driver(faulty.url)
     faulty.nodes = 2  # the server caps a Read at 2 nodes: the 3 points take requests of 2 and 1
+    await driver.start()
     try:
         for change in (-1, +1, -2):
             faulty.change = change

@@ -92,6 +92,7 @@ async def test_poll_mode_reads_every_point_in_one_request_per_cycle(plain_server
     driver = create_driver(device(plain_server.url, "poll"))
     assert isinstance(driver, OpcuaPollDriver)
     cycles = []
+    await driver.start()
     try:
         for _ in range(3):
             cycles.append({r.point: r for r in await driver.poll()})
@@ -144,6 +145,7 @@ async def test_a_null_source_timestamp_is_no_timestamp(plain_server: ServerProce
 
 async def test_writes_convert_to_the_node_type_and_read_back(plain_server: ServerProcess) -> None:
     driver = create_driver(device(plain_server.url, "poll"))
+    await driver.start()
     try:
         await driver.poll()
         assert await driver.write("setpoint", 42) == 42.0
@@ -166,6 +168,7 @@ async def test_unreachable_server_gives_bad_readings_not_exceptions() -> None:
     from opcua_peers import free_port
 
     driver = create_driver(device(f"opc.tcp://127.0.0.1:{free_port()}/", "poll"))
+    await driver.start()
     readings = await driver.poll()
     assert readings and all(r.quality == "bad" and r.error for r in readings)
     assert driver.status.state == "down"

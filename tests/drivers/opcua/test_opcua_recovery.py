@@ -55,6 +55,7 @@ async def test_values_resume_after_the_server_restarts_with_one_session_at_a_tim
     assert isinstance(poll_driver, OpcuaPollDriver)
     poller = Poller(poll_driver)
     second: ServerProcess | None = None
+    await poll_driver.start()
     try:
         async with Collector(sub_driver) as c:
             poller.task = asyncio.create_task(poller._loop())
