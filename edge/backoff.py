@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+MAX_EXPONENT = 64  # factor**64 is past any maximum worth waiting, and finite for any factor below ~6e4
+
 
 @dataclass
 class Backoff:
@@ -19,7 +21,9 @@ class Backoff:
 
     def peek(self) -> float:
         """The upper bound of the next delay, without consuming an attempt."""
-        return min(self.maximum, self.initial * self.factor**self.attempts)
+        # The exponent is capped: 2.0**1024 overflows, i.e. after ~7.5 h of 1 s -> 30 s retries a float
+        # OverflowError broke every loop using this (a bus reconnecting on every poll, supervised tasks gone).
+        return min(self.maximum, self.initial * self.factor ** min(self.attempts, MAX_EXPONENT))
 
     def delay(self) -> float:
         base = self.peek()

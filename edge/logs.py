@@ -31,5 +31,8 @@ def setup(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pymodbus", "asyncua", "aiohttp.access", "bleak", "zeroconf"):
+    for noisy in ("asyncua", "aiohttp.access", "bleak", "zeroconf"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # pymodbus logs every timeout at ERROR with frame dumps of the whole bus; the Modbus driver reports each
+    # failure itself, once. Only log_level = "debug" lets its warnings through.
+    logging.getLogger("pymodbus").setLevel(logging.WARNING if root.level <= logging.DEBUG else logging.CRITICAL)

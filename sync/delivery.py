@@ -293,6 +293,7 @@ class DeliverySink(Sink):
         self.sent += message.count
         self.last_ack = time.time()
         self._acks.append((now, message.count))
+        self._forget_acks(now)  # here, not only in stats(): with nobody asking for stats it grew for ever
 
     async def dead_letter(self, window: AckWindow, message: OutMessage, error: str) -> None:
         """Keep the refused message in the store's dead-letter table and move on past it."""
@@ -318,10 +319,15 @@ class DeliverySink(Sink):
 
     # -- stats ----------------------------------------------------------------------------------------
 
+    def _forget_acks(self, now: float) -> None:
+        """Keep only the acks of the last RATE_WINDOW seconds (what send_rate averages)."""
+        acks = self._acks
+        while acks and now - acks[0][0] > RATE_WINDOW:
+            acks.popleft()
+
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
-        while self._acks and now - self._acks[0][0] > RATE_WINDOW:
-            self._acks.popleft()
+        self._forget_acks(now)
         window = self.window
         durable_seq = self.store.durable_seq
         position = window.ackable() if window is not None else durable_seq

@@ -238,3 +238,30 @@ def test_login_and_tls_keys_are_checked_alike_by_both_sinks(model: Any, keys: di
         model(name="s", type="mqtt" if model is MqttSinkConfig else "http", **keys)
     model(name="s", type="mqtt" if model is MqttSinkConfig else "http",
           **{**keys, "username": "u"} if "password" in keys else {**keys, "url": keys["url"].replace("://", "s://", 1)})
+
+
+async def test_acks_are_forgotten_after_the_rate_window_even_when_nobody_asks_for_stats(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ack was kept until stats() ran: with no scraper and no TUI, a sink grew ~120 B per message for good."""
+    import types
+
+    import sync.delivery as delivery
+    from edge.store import Store, StoreOptions
+    from sync.http import HttpSink
+
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(delivery, "time", types.SimpleNamespace(monotonic=lambda: clock.now, time=lambda: clock.now))
+    store = Store.open(tmp_path, StoreOptions())
+    try:
+        sink = HttpSink(HttpSinkConfig(name="erp", type="http", url="http://127.0.0.1:9/x"), edge_id="e",
+                        store=store, data_dir=str(tmp_path))
+        window = AckWindow(limit=100_000, cursor=0)
+        for seq in range(1, 20_001):  # 20,000 messages over 2,000 s, nobody reading stats
+            m = msg(seq, seq)
+            window.add(m, seq)
+            sink.acked(window, m)
+            clock.now += 0.1
+        assert len(sink._acks) <= 101  # the last 10 s
+        assert sink.stats()["send_rate"] == pytest.approx(10.0, rel=0.02)
+    finally:
+        await store.aclose()
