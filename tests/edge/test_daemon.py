@@ -100,7 +100,8 @@ def test_a_stuck_store_applies_backpressure_not_unbounded_memory(tmp_path: Path)
                        store="max_pending = 2000\n")
     edge = EdgeProcess(cfg, env={"EDGE_DEBUG_STALL_AFTER": "1"}).start()
     try:
-        time.sleep(2.0)
+        wait_until(lambda: "blocking the store writer" in edge.log.read_text())
+        wait_until(lambda: edge.get("/v1/stats")["store"]["pending"] >= 2000)  # append() waits from here on
         first = edge.get("/v1/stats")
         time.sleep(1.0)
         second = edge.get("/v1/stats")  # the API still answers while the writer is stuck

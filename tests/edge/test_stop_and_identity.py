@@ -19,7 +19,8 @@ EXIT_RUNTIME = 2
 def test_sigterm_with_a_stuck_store_still_stops_in_time_and_exits_2(tmp_path: Path) -> None:
     edge = EdgeProcess(write_config(tmp_path, SIM), env={"EDGE_DEBUG_STALL_AFTER": "1"}).start()
     assert edge.proc is not None
-    time.sleep(1.5)  # the writer is stuck now, polls queue behind it
+    wait_until(lambda: "blocking the store writer" in edge.log.read_text())
+    wait_until(lambda: edge.get("/v1/stats")["store"]["pending"] > 0)  # the writer is stuck, polls queue behind it
     t0 = time.monotonic()
     edge.proc.send_signal(signal.SIGTERM)
     code = edge.proc.wait(30)

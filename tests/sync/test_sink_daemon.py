@@ -231,7 +231,10 @@ batch_max = 20
     assert all(q.headers["Authorization"] == "Bearer t0ken" for q in receiver.requests)
     assert all(q.headers["Idempotency-Key"].startswith(f"{EDGE}-") for q in receiver.requests)
     _, cursor = last_seq_and_cursor(data, "erp")
-    assert cursor == got[-1]  # the stop wrote the cursor of everything acknowledged
+    # The stop wrote the cursor of everything acknowledged. A POST the receiver took but whose 200 the stop cut
+    # off is not acknowledged (at least once: it is sent again after a restart), so the cursor may be one batch
+    # (batch_max 20) behind, always at the end of a request.
+    assert got[-1] - cursor <= 20 and cursor in {q.payload["readings"][-1]["seq"] for q in receiver.requests}, cursor
 
 
 def test_sigterm_stops_within_5s_while_a_tls_connect_hangs(tmp_path: Path) -> None:

@@ -21,8 +21,11 @@ from tui.screens.device import DeviceScreen, ReadNowScreen, WriteScreen
 from tui.screens.discover import DiscoverScreen
 
 SIZE = (100, 30)
-CLIENT_TIMEOUT = 5.0  # the admin client's request timeout in these tests (30 s in use)
-RESPONSIVE = 2.0  # keys pressed while a request hangs take effect within this (well under CLIENT_TIMEOUT)
+CLIENT_TIMEOUT = 12.0  # the admin client's request timeout in these tests (30 s in use)
+# Keys pressed while a request hangs take effect within this: before the hung request's timeout, which the
+# old code waited for. Generous, since Textual's pilot waits for an idle process after each key: up to ~2.2 s
+# per step measured on a 2-core machine with both cores busy.
+RESPONSIVE = 8.0
 READ_PATH = "/v1/devices/oven/read"
 WRITE_PATH = "/v1/devices/oven/points/setpoint"
 READINGS = {"readings": [{"point": "zone1_temp", "value": 204.6, "unit": "degC", "quality": "good",
