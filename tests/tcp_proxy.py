@@ -13,12 +13,15 @@ class BlackholeProxy:
     """Forwards 127.0.0.1:<port> to an upstream port; `cut()` silently drops all traffic, `heal()` restores it.
 
     On heal, the connections that lived through the cut are closed (as TCP would eventually do), new ones work.
+    While nothing listens on the upstream port, each connection is accepted and closed at once (a gateway at
+    its connection limit); `accepted` counts the connections taken.
     """
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.port = 0
         self.cut_off = False
+        self.accepted = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -28,6 +31,7 @@ class BlackholeProxy:
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:

@@ -1,8 +1,15 @@
 """One bus per TCP endpoint or serial port: requests serialized, pacing, and the connection state machine.
 
 States: idle → connecting → up; a failed connect goes to backing-off (exponential, jittered) and the
-next request after the wait connects again. A lost connection goes back to idle (reconnect at once, then
-back off). Several devices (unit ids) share a bus through `BUSES`, reference-counted by endpoint.
+next request after the wait connects again. A lost connection that had carried an answer goes back to idle
+(reconnect at once, then back off); one lost before its first answer (a peer that accepts and drops at once:
+a gateway at its connection limit, a wrong port behind a load balancer) counts as a failed connect and backs
+off. The backoff is reset by the first answer on a connection, not by the connect itself, so such a peer gets
+a connection at most every `backoff_max`, not one per poll.
+
+Logging: a failure streak (connects failing, connections lost) logs its first failure as a warning, the others
+at debug with a "still failing" summary at most every `FAILURE_SUMMARY_INTERVAL`, and one line at the first
+answer that ends it. Several devices (unit ids) share a bus through `BUSES`, reference-counted by endpoint.
 A bus the last device has left is closed for good: it never connects again (a request that still holds it
 gets BusClosed), so a request overlapping a stop cannot leave a connection open that no device owns.
 """
@@ -16,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from drivers.modbus import defaults
-from drivers.modbus.link import LinkError, ModbusLink, NoResponse, NotConnected
+from drivers.modbus.link import ExceptionResponse, LinkError, ModbusLink, NoResponse, NotConnected
 from edge.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,16 @@ class BusDown(LinkError):
 
 class BusClosed(LinkError):
     """The bus was closed (the last device using it stopped); it does not connect again."""
+
+
+class _Streak:
+    """Failures since the bus last got an answer: when it began, how many, and what was last logged."""
+
+    def __init__(self, now: float) -> None:
+        self.since = now
+        self.failures = 1
+        self.summary_at = now  # when the first failure or the last summary was logged
+        self.failures_at_summary = 1
 
 
 class Bus:
@@ -65,6 +82,9 @@ class Bus:
         self.users = 0
         self.closed = False  # set by close(): the bus never connects again
         self._was_up = False
+        self._answered = False  # the current connection has carried an answer (resets the backoff)
+        self._streak: _Streak | None = None  # failing since the last answer
+        self.summary_interval = defaults.FAILURE_SUMMARY_INTERVAL
         self._silent = 0  # consecutive timeouts since any unit last answered
         self._last_done = 0.0
         self._lock = asyncio.Lock()
@@ -123,9 +143,21 @@ class Bus:
                     self._reset(IDLE)
                 raise
             except NotConnected as exc:
-                (log.debug if self.closed else log.warning)("%s: %s", self.key, exc)
                 self.last_error = str(exc)
-                self._reset(IDLE)
+                if self.closed:
+                    log.debug("%s: %s", self.key, exc)
+                    self._reset(IDLE)
+                elif self._answered:  # a connection that worked: reopen it at once
+                    self._failed(str(exc))
+                    self._reset(IDLE)
+                else:  # lost before its first answer: no better than a failed connect
+                    delay = self._failed(str(exc), retry_in=True)
+                    self._reset(BACKING_OFF)
+                    self.retry_at = time.monotonic() + delay
+                raise
+            except ExceptionResponse:
+                self._silent = 0  # the unit answered, if only with an exception
+                self._got_answer()
                 raise
             except LinkError:
                 self._silent = 0  # the unit answered, if only with an exception
@@ -133,6 +165,7 @@ class Bus:
             finally:
                 self._last_done = time.monotonic()
             self._silent = 0
+            self._got_answer()
             return result
 
     def _raise_if_closed(self) -> None:
@@ -150,21 +183,50 @@ class Bus:
         try:
             await self.link.open(timeout)
         except NotConnected as exc:
-            delay = self.backoff.delay()
-            first = self.last_error != str(exc)
             self.last_error = str(exc)
+            delay = self._failed(str(exc), retry_in=True)
             self.state = BACKING_OFF
             self.retry_at = time.monotonic() + delay
-            (log.warning if first else log.debug)("%s: %s; retrying in %.1fs", self.key, exc, delay)
             raise BusDown(f"{self.key} down ({exc}); next connect attempt in {delay:.1f}s") from exc
         if self._was_up:
             self.reconnects += 1
-            log.info("%s: reconnected", self.key)
+            log.debug("%s: connected again", self.key)  # "reconnected" is logged at its first answer
         self._was_up = True
         self.state = UP
         self.last_error = None
         self._silent = 0
+        self._answered = False  # the backoff is reset by the first answer, not by the connect
+
+    def _failed(self, error: str, *, retry_in: bool = False) -> float:
+        """Count a failure in the streak and log it (the first one, then a summary now and then); returns the
+        backoff delay to wait when `retry_in` (which consumes a backoff attempt), else 0."""
+        delay = self.backoff.delay() if retry_in else 0.0
+        then = f"; retrying in {delay:.1f}s" if retry_in else "; reconnecting"
+        now = time.monotonic()
+        streak = self._streak
+        if streak is None:
+            self._streak = _Streak(now)
+            log.warning("%s: %s%s", self.key, error, then)
+            return delay
+        streak.failures += 1
+        if now - streak.summary_at >= self.summary_interval:
+            log.warning("%s: still failing: %d attempts in the last %.0fs (%s%s)", self.key,
+                        streak.failures - streak.failures_at_summary, now - streak.summary_at, error, then)
+            streak.summary_at, streak.failures_at_summary = now, streak.failures
+        else:
+            log.debug("%s: %s%s", self.key, error, then)
+        return delay
+
+    def _got_answer(self) -> None:
+        """The first answer on a connection: it works, the backoff starts afresh and a failure streak ends."""
+        if self._answered:
+            return
+        self._answered = True
         self.backoff.reset()
+        streak, self._streak = self._streak, None
+        if streak is not None:
+            log.info("%s: reconnected (after %d failures in %.0fs)", self.key, streak.failures,
+                     time.monotonic() - streak.since)
 
     def _reset(self, state: str) -> None:
         self.link.close()

@@ -36,6 +36,9 @@ DEFAULT_BACKOFF_MAX: Final = 30.0
 BACKOFF_FACTOR: Final = 2.0
 BACKOFF_JITTER: Final = 0.25
 """Delays are randomised in [delay·(1-jitter), delay], so many devices do not retry in lockstep."""
+FAILURE_SUMMARY_INTERVAL: Final = 60.0
+"""While a bus keeps failing (connects refused, or connections dropped before their first answer), the first
+failure is logged as a warning and the rest at debug, with one "still failing" summary at most this often."""
 TCP_STALE_AFTER_TIMEOUTS: Final = 3
 """Consecutive timeouts with no answer from any unit after which a TCP connection is presumed half-open
 and is closed and reopened (a device rebooted without sending FIN/RST)."""
