@@ -9,11 +9,11 @@ a bleak call (the lowest layer in this process) on an asyncio.Event the test set
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from bleak import BleakClient
+from hold import Hold
 
 from drivers.base import WriteError
 from drivers.ble.driver import BleGattNotifyDriver, BleGattPollDriver
@@ -24,43 +24,6 @@ from .test_ble_gatt import MAC, POINTS, SETPOINT, instrument, keep_advertising
 
 TEMPERATURE_POINT, HUMIDITY_POINT, SETPOINT_POINT = POINTS[0], POINTS[1], POINTS[2]
 STOPPED = "device '{}' is stopped (reloaded, restarting or shutting down)"
-
-Call = Callable[..., Awaitable[Any]]
-
-
-class Hold:
-    """Holds the first call of a wrapped bleak method: `reached` is set there; it goes on once `go` is set."""
-
-    def __init__(self) -> None:
-        self.reached = asyncio.Event()
-        self.go = asyncio.Event()
-
-    def _hold_once(self) -> bool:
-        first = not self.reached.is_set()
-        self.reached.set()
-        return first
-
-    def after(self, call: Call) -> Call:
-        """The call is made (BlueZ has answered), then held before it returns."""
-
-        async def held(*args: Any, **kwargs: Any) -> Any:
-            result = await call(*args, **kwargs)
-            if self._hold_once():
-                await self.go.wait()
-            return result
-
-        return held
-
-    def before(self, call: Call) -> Call:
-        """Held before the call is made."""
-
-        async def held(*args: Any, **kwargs: Any) -> Any:
-            if self._hold_once():
-                await self.go.wait()
-            return await call(*args, **kwargs)
-
-        return held
-
 
 def gatt_driver(notify: bool, name: str = "meter", points: list[dict[str, Any]] | None = None) -> Any:
     points = points or [{**TEMPERATURE_POINT, "notify": notify}, SETPOINT_POINT]

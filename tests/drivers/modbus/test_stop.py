@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
+from hold import Hold
 
 from drivers.base import WriteError
 from drivers.modbus.bus import BUSES
@@ -26,43 +26,6 @@ from .peers import PtyPair, SilentGateway, mbpoll_read_hex
 
 WAIT = 10.0  # at most this long for a peer to see a close (a deadline, not a timing assertion)
 SETPOINT = [{"name": "sp", "table": "holding", "address": 0, "type": "uint16", "writable": True}]
-
-Call = Callable[..., Awaitable[Any]]
-
-
-class Hold:
-    """Holds the first call of a wrapped link method: `reached` is set there; it goes on once `go` is set."""
-
-    def __init__(self) -> None:
-        self.reached = asyncio.Event()
-        self.go = asyncio.Event()
-
-    def _hold_once(self) -> bool:
-        first = not self.reached.is_set()
-        self.reached.set()
-        return first
-
-    def after(self, call: Call) -> Call:
-        """The call is made (the peer has answered), then held before it returns."""
-
-        async def held(*args: Any, **kwargs: Any) -> Any:
-            result = await call(*args, **kwargs)
-            if self._hold_once():
-                await self.go.wait()
-            return result
-
-        return held
-
-    def before(self, call: Call) -> Call:
-        """Held before the call is made (the bus is taken: this request holds its lock)."""
-
-        async def held(*args: Any, **kwargs: Any) -> Any:
-            if self._hold_once():
-                await self.go.wait()
-            return await call(*args, **kwargs)
-
-        return held
-
 
 async def until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT

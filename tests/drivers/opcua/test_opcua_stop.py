@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from asyncua import Client
 from asyncua.client.ua_client import UaClient
+from hold import Hold
 from opcua_peers import ServerProcess
 
 from drivers.base import WriteError
@@ -26,43 +26,6 @@ from edge.reading import BAD, GOOD, Reading
 
 WAIT = 10.0  # at most this long for the server to list a session (a deadline, not a timing assertion)
 STOPPED = "device '{}' is stopped (reloaded, restarting or shutting down)"
-
-Call = Callable[..., Awaitable[Any]]
-
-
-class Hold:
-    """Holds the first call of a wrapped asyncua method: `reached` is set there; it goes on once `go` is set."""
-
-    def __init__(self) -> None:
-        self.reached = asyncio.Event()
-        self.go = asyncio.Event()
-
-    def _hold_once(self) -> bool:
-        first = not self.reached.is_set()
-        self.reached.set()
-        return first
-
-    def after(self, call: Call) -> Call:
-        """The call is made (the server has answered), then held before it returns."""
-
-        async def held(*args: Any, **kwargs: Any) -> Any:
-            result = await call(*args, **kwargs)
-            if self._hold_once():
-                await self.go.wait()
-            return result
-
-        return held
-
-    def before(self, call: Call) -> Call:
-        """Held before the call is made."""
-
-        async def held(*args: Any, **kwargs: Any) -> Any:
-            if self._hold_once():
-                await self.go.wait()
-            return await call(*args, **kwargs)
-
-        return held
-
 
 def driver_for(server: ServerProcess, name: str, mode: str = "poll") -> Any:
     cfg = OpcuaDevice.model_validate({
