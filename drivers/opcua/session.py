@@ -25,6 +25,64 @@ from drivers.opcua.security import secure
 
 log = logging.getLogger(__name__)
 
+ASYNCUA_SESSION_LOGGER = "asyncua.client.ua_session.UaSession"
+"""The logger of asyncua's UaSession (its publish loop and close_session)."""
+_PUBLISH_CRASHED = "Publish iteration crashed"
+_CLOSE_ON_CLOSED = (
+    "close_session was called but connection is closed",
+    "close_session but connection wasn't established",
+)
+_OUTAGE_CODES = frozenset({
+    ua.StatusCodes.BadConnectionClosed, ua.StatusCodes.BadSecureChannelClosed, ua.StatusCodes.BadSessionClosed,
+    ua.StatusCodes.BadServerNotConnected, ua.StatusCodes.BadShutdown, ua.StatusCodes.BadCommunicationError,
+})
+
+
+def _outage(exc: BaseException | None) -> bool:
+    """An exception that only says the connection (or the session with it) is gone."""
+    if isinstance(exc, ConnectionError):
+        return True
+    return isinstance(exc, ua.UaStatusCodeError) and exc.code in _OUTAGE_CODES
+
+
+class _ExpectedOutageRecords(logging.Filter):
+    """On every lost connection asyncua's publish loop logs "Publish iteration crashed; retrying in 1s" with a
+    15-line traceback ending in `ConnectionError: Connection is closed`, and closing the dead session logs
+    "close_session was called but connection is closed": about 17 lines a flap in the journal. The session
+    reports the loss itself (`connection_lost_callback`, then the driver's "session lost"), so these records
+    are dropped, or shortened to one debug line when the OPC-UA driver logs at debug. Only these messages, and a
+    publish crash only on an outage error: asyncua's other records, and a publish loop crashing on anything
+    else, pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg in _CLOSE_ON_CLOSED:
+            return self._shortened(record, msg)
+        if msg.startswith(_PUBLISH_CRASHED):
+            exc = record.exc_info[1] if record.exc_info else None
+            if _outage(exc):
+                return self._shortened(record, f"asyncua: publish loop stopped by the lost connection ({exc!r})")
+        return True
+
+    @staticmethod
+    def _shortened(record: logging.LogRecord, text: str) -> bool:
+        if not log.isEnabledFor(logging.DEBUG):
+            return False
+        record.msg, record.args = text, None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return True
+
+
+def _quiet_asyncua_outages() -> None:
+    """Install the filter once on asyncua's session logger (the lowest layer: whatever handlers the process has)."""
+    logger = logging.getLogger(ASYNCUA_SESSION_LOGGER)
+    if not any(type(f).__name__ == _ExpectedOutageRecords.__name__ for f in logger.filters):  # also if re-imported
+        logger.addFilter(_ExpectedOutageRecords())
+
+
+_quiet_asyncua_outages()
+
 CONNECT_TIMEOUT = 10.0
 """Whole connect sequence (endpoints, channel, session, activation, node resolution) at most this long."""
 CLOSE_TIMEOUT = 2.0

@@ -146,7 +146,9 @@ class SubscriptionFeed:
                         batch.append(reading(point, item.Value, local))
             elif isinstance(notif, ua.StatusChangeNotification):
                 name = status_name(notif.Status)
-                log.warning(
+                # asyncua tells the subscriptions BadShutdown after a lost connection: the loss is logged already
+                lost = self.session.lost.is_set()
+                (log.debug if lost else log.warning)(
                     "opcua %s: subscription %s status %s", self.device.name, self.subscription_id, name
                 )
                 if not notif.Status.is_good():
