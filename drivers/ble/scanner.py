@@ -2,6 +2,10 @@
 
 Adapters misbehave when several discovery sessions run at once, so devices never scan on their own: they
 subscribe here. The scanner starts with the first subscriber and stops when the last one leaves.
+
+`devices` (the BLEDevice GATT links connect to) keeps only addresses whose adverts some subscriber wanted, and
+forgets an address not heard for DEVICE_FORGET_AFTER: phones and laptops nearby rotate random addresses every
+~15 min, and keeping every address ever heard grew it by thousands of entries a day.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ log = logging.getLogger("edge.drivers.ble")
 
 SCANNER_START_TIMEOUT: Final = 10.0  # D-Bus + BlueZ must answer a StartDiscovery within this
 SCANNER_STOP_TIMEOUT: Final = 5.0
+DEVICE_FORGET_AFTER: Final = 600.0  # s: an address not heard for this long leaves `devices` (a GATT link finds it
+# again with a scan); longer than a sensor's advert interval, shorter than a day of rotating phone addresses
+DEVICE_PRUNE_EVERY: Final = 60.0  # s: how often adverts trigger forgetting the quiet addresses
 
 AdvertCallback = Callable[[Advert], None]
 
@@ -77,7 +84,9 @@ class SharedScanner:
 
     def __init__(self, adapter: str | None) -> None:
         self.adapter = adapter
-        self.devices: dict[str, BLEDevice] = {}  # last BLEDevice seen per address: what GATT links connect to
+        self.devices: dict[str, BLEDevice] = {}  # last BLEDevice seen per wanted address: what GATT links connect to
+        self._heard: dict[str, float] = {}  # when each address in `devices` was last heard (monotonic)
+        self._pruned_at = time.monotonic()
         self._subscribers: dict[int, tuple[AdvertFilter, AdvertCallback]] = {}
         self._next_token = 0
         self._scanner: Any = None
@@ -174,14 +183,26 @@ class SharedScanner:
 
     def _on_advert(self, device: BLEDevice, data: AdvertisementData) -> None:
         advert = to_advert(device, data)
-        self.last_advert = time.monotonic()
-        self.devices[advert.address] = device
-        for where, callback in list(self._subscribers.values()):
-            if where.matches(advert):
-                try:
-                    callback(advert)
-                except Exception:  # one subscriber's bug must not stop the others
-                    log.exception("ble: advert subscriber failed for %s", advert.address)
+        now = self.last_advert = time.monotonic()
+        wanted = [callback for where, callback in list(self._subscribers.values()) if where.matches(advert)]
+        if wanted:  # before the callbacks: find() reads it from there
+            self.devices[advert.address] = device
+            self._heard[advert.address] = now
+        if now - self._pruned_at >= DEVICE_PRUNE_EVERY:
+            self._forget_quiet(now)
+        for callback in wanted:
+            try:
+                callback(advert)
+            except Exception:  # one subscriber's bug must not stop the others
+                log.exception("ble: advert subscriber failed for %s", advert.address)
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop the addresses not heard for DEVICE_FORGET_AFTER (also those a GATT link dropped already)."""
+        self._pruned_at = now
+        cutoff = now - DEVICE_FORGET_AFTER
+        for address in [a for a, heard in self._heard.items() if heard < cutoff or a not in self.devices]:
+            del self._heard[address]
+            self.devices.pop(address, None)
 
 
 _scanners: dict[tuple[asyncio.AbstractEventLoop, str | None], SharedScanner] = {}
