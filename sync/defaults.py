@@ -24,6 +24,8 @@ MQTTS_PORT = 8883
 MQTT_RECONNECT_MAX = 1.0  # s: a broker that returns is found within ~1 s (+ the connect), inside the 2 s aim
 MQTT_KEEPALIVE = 30.0  # s
 MQTT_CONNECT_TIMEOUT = 10.0  # s: TCP + TLS + CONNACK
+MQTT_STABLE_CONNECTION = 30.0  # s: a connection ends a failure streak once it has lasted this long (a flapping link
+# is one outage in the log: a warning at its first failure, one line when a connection has held this long)
 MQTT_TOPIC = "edge/{edge}/readings"
 MQTT_STATUS_TOPIC = "edge/{edge}/status"
 MQTT_STATUS_ONLINE = "online"

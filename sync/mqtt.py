@@ -133,8 +133,10 @@ class MqttSink(DeliverySink):
             pending = sorted([*self._by_mid.values(), *self._resend], key=lambda m: m.first_seq)
             self._by_mid.clear()
             self._resend = deque(pending)
-            log.info("sink %s: %d unacknowledged messages (seq %d..%d) go out again after reconnecting",
-                     self.name, len(pending), pending[0].first_seq, pending[-1].last_seq)
+            # once per outage: a link flapping within one failure streak says it at debug level
+            (log.info if self.outage.failures <= 1 else log.debug)(
+                "sink %s: %d unacknowledged messages (seq %d..%d) go out again after reconnecting",
+                self.name, len(pending), pending[0].first_seq, pending[-1].last_seq)
             self._resend_some(self.link)
 
     def _has_turn(self, link: MqttLink) -> bool:

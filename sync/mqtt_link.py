@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +20,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from sync.defaults import MQTT_CONNECT_TIMEOUT, MQTT_STATUS_OFFLINE, MQTT_STATUS_ONLINE, MQTT_STATUS_WAIT
+from sync.defaults import (
+    MQTT_CONNECT_TIMEOUT,
+    MQTT_STABLE_CONNECTION,
+    MQTT_STATUS_OFFLINE,
+    MQTT_STATUS_ONLINE,
+    MQTT_STATUS_WAIT,
+)
 from sync.mqtt_config import MqttSinkConfig
 from sync.outage import OutageLog, describe_error
 from sync.pacing import Backoff
 from sync.tls import ssl_context
-from sync.waiting import wait_done
+from sync.waiting import wait_done, wait_event
 
 log = logging.getLogger("edge.sync")
 
@@ -154,7 +161,11 @@ class MqttLink:
         return self.client.publish(topic, payload, qos=1, retain=retain).mid
 
     async def maintain(self) -> None:
-        """Stay connected: reconnect after every failure or loss, with backoff and jitter."""
+        """Stay connected: reconnect after every failure or loss, with backoff and jitter.
+
+        A failure streak (logged as a warning at its first failure, at debug after) ends only when a connection
+        has lasted MQTT_STABLE_CONNECTION: a link that drops every few seconds stays one outage in the log
+        instead of a warning and a "works again" line per flap."""
         url = self.config.url
         try:
             while not self._stopping:
@@ -166,8 +177,10 @@ class MqttLink:
                     await asyncio.sleep(self.backoff.next())
                     continue
                 self.backoff.reset()
-                if self.outage.failures:
-                    self.outage.recovered(f"connection to {url}")
+                up_at = time.monotonic()
+                in_streak = self.outage.failures > 0
+                if in_streak:
+                    self.outage.resumed()
                 else:
                     log.info("sink %s: connected to %s", self.config.name, url)
                 self.connected = True
@@ -175,6 +188,8 @@ class MqttLink:
                 self._up.set()
                 if self.status_topic:
                     self.publish(self.status_topic, MQTT_STATUS_ONLINE.encode(), retain=True)
+                if in_streak and not await wait_event(self._lost, MQTT_STABLE_CONNECTION):
+                    self.outage.recovered(f"connection to {url}", at=up_at)  # still up: the streak is over
                 await self._lost.wait()
                 self.connected = False
                 self._up.clear()

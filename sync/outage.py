@@ -45,9 +45,15 @@ class OutageLog:
             log.debug("sink %s: %s failed again (%d): %s", self.sink, what, self.failures + 1, error)
         self.failures += 1
 
-    def recovered(self, what: str) -> None:
+    def resumed(self) -> None:
+        """The peer answers again, but the streak goes on until it has lasted (see MqttLink.maintain): no current
+        failure to show, and the next failure is logged at debug level as part of the same streak."""
+        self.last_error = None
+
+    def recovered(self, what: str, at: float | None = None) -> None:
+        """End the streak; `at` (monotonic) is when it ended, if earlier than now (a connection that had to last)."""
         if self.failures:
-            took = time.monotonic() - (self.since or time.monotonic())
+            took = (time.monotonic() if at is None else at) - (self.since or time.monotonic())
             log.warning("sink %s: %s works again after %d failures in %.1f s", self.sink, what, self.failures, took)
         self.failures = 0
         self.since = None
