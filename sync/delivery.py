@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.reading import Reading
 from sync.base import Sink, SinkConfig
+from sync.dead_letter_log import DeadLetterLog
 from sync.defaults import (
     BACKLOG_REFRESH,
     CLOSE_TIMEOUT,
@@ -83,6 +84,7 @@ class DeliverySink(Sink):
         self.signer: Callable[[bytes], bytes] | None = None  # loaded by run(): a missing key fails the run
         self.pacer = SendPacer(config.max_rate, config.max_bytes_per_s)
         self.outage = OutageLog(config.name)
+        self.dead_log = DeadLetterLog(config.name)  # the first dead letter of a streak in full, then summaries
         self.window: AckWindow | None = None
         self.connected = False
         self.sent = 0  # readings acked since start
@@ -299,9 +301,8 @@ class DeliverySink(Sink):
         """Keep the refused message in the store's dead-letter table and move on past it."""
         await self.store.add_dead_letter(self.name, message.first_seq, message.last_seq, message.count, error,
                                          message.payload)
-        self.dead_letters += 1
-        log.error("sink %s: seq %d..%d (%d readings) refused and dead-lettered: %s", self.name,
-                  message.first_seq, message.last_seq, message.count, error)
+        self.dead_letters = self.store.dead_letter_count_sync(self.name)  # the store drops the oldest past its budget
+        self.dead_log.refused(message.first_seq, message.last_seq, message.count, error)
         window.ack(message)
         message.readings = None
 
@@ -313,6 +314,7 @@ class DeliverySink(Sink):
 
     async def close(self) -> None:
         """Write the last acked position (the transport closes its connection in its own close())."""
+        self.dead_log.close()
         if self.window is not None:
             with contextlib.suppress(Exception):
                 await wait_done(asyncio.ensure_future(self._save_cursor(self.window)), CLOSE_TIMEOUT)

@@ -39,7 +39,16 @@ class _Snapshot(Collector):
         for name, cur in sorted(s["cursors"].items()):
             backlog.add_metric([name, cur["kind"]], cur["backlog"])
         yield backlog
-        yield GaugeMetricFamily("edge_dead_letters", "Dead-lettered batches", value=s["dead_letters"]["batches"])
+        dead = s["dead_letters"]
+        yield GaugeMetricFamily("edge_dead_letters", "Dead-lettered batches", value=dead["batches"])
+        yield GaugeMetricFamily("edge_dead_letter_bytes", "Bytes the dead letters take in the store",
+                                value=dead["bytes"])
+        yield GaugeMetricFamily("edge_dead_letter_max_bytes", "The dead letters' budget (store.dead_letter_max_bytes)",
+                                value=dead["max_bytes"])
+        yield CounterMetricFamily("edge_dead_letters_dropped", "Oldest dead letters dropped beyond their budget",
+                                  value=c.get("dead_letters_dropped", 0))
+        yield CounterMetricFamily("edge_dead_letter_readings_dropped", "Readings in the dead letters dropped",
+                                  value=c.get("dead_letter_readings_dropped", 0))
         polls = CounterMetricFamily("edge_device_polls", "Completed polls", labels=["device"])
         errors = CounterMetricFamily("edge_device_poll_errors", "Polls with an error", labels=["device"])
         overruns = CounterMetricFamily("edge_device_overruns", "Poll ticks skipped", labels=["device"])

@@ -30,11 +30,23 @@ class StoreSection(Section):
     full_policy: Literal["drop_oldest", "reject_new"] = "drop_oldest"
     commit_interval: Duration = Field(default=_DEFAULT_STORE.commit_interval, gt=0, le=10)
     max_pending: int = Field(default=_DEFAULT_STORE.max_pending, ge=1000)
+    # the dead letters' own budget, apart from max_bytes; unset: 10 % of max_bytes (see docs/store.md)
+    dead_letter_max_bytes: ByteSize | None = Field(default=None,
+                                                   json_schema_extra={"default_doc": "10 % of `max_bytes`"})
+
+    @field_validator("dead_letter_max_bytes")
+    @classmethod
+    def _dead_letter_budget(cls, v: int | None) -> int | None:
+        if v is not None and v <= 0:  # 0 would read as "no limit" (as max_age = 0 does): there is none
+            raise ValueError("expected a size above 0 such as '64MiB' (dead letters always have a budget; "
+                             "leave the key out for 10 % of max_bytes)")
+        return v
 
     def options(self) -> StoreOptions:
         return StoreOptions(
             max_bytes=self.max_bytes, max_age=self.max_age, full_policy=self.full_policy,
             commit_interval=self.commit_interval, max_pending=self.max_pending,
+            dead_letter_max_bytes=self.dead_letter_max_bytes,
         )
 
 

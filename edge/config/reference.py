@@ -62,6 +62,9 @@ def _type_name(annotation: Any, meta: list[Any]) -> str:
 def _default(field: FieldInfo, kind: str) -> str:
     if field.is_required():
         return "**required**"
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("default_doc"), str):
+        return str(extra["default_doc"])  # a default derived from other keys, in words
     value = field.default if field.default is not PydanticUndefined else None
     if field.default_factory is not None:
         try:

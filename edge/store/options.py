@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 GiB = 1024**3
 DAY = 86400.0
+DEAD_LETTER_SHARE = 10  # without dead_letter_max_bytes, dead letters get 1/10 of max_bytes on top of it
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,13 @@ class StoreOptions:
     gc_chunk: int = 200_000  # rows deleted per maintenance transaction at most
     max_events: int = 10_000  # the event log keeps this many newest events
     seq_reserve: int = 1_000_000  # seqs reserved ahead in a side file so a store reset never reuses one
+    # The dead letters' own size budget, apart from max_bytes (which is the readings' budget): the oldest
+    # dead letters are dropped (counted, one event per maintenance pass) beyond it. None: max_bytes / 10.
+    dead_letter_max_bytes: int | None = None
+
+    @property
+    def dead_letter_budget(self) -> int:
+        """The bytes dead letters may take (dead_letter_max_bytes, or its default share of max_bytes)."""
+        if self.dead_letter_max_bytes is not None:
+            return self.dead_letter_max_bytes
+        return self.max_bytes // DEAD_LETTER_SHARE

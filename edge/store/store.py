@@ -402,12 +402,17 @@ class Store:
         self._writer.submit(Command("stall", (until,)))
 
     def dead_letter_count_sync(self, sink: str | None = None) -> int:
-        """How many dead-lettered batches (of one sink), without loading their payloads."""
+        """How many dead-lettered batches (of one sink) the store holds: the writer's committed count, no query."""
+        dead = self._writer.state.dead_letters
         if sink is None:
-            row = self._reader().execute("SELECT count(*) FROM dead_letters").fetchone()
-        else:
-            row = self._reader().execute("SELECT count(*) FROM dead_letters WHERE sink = ?", (sink,)).fetchone()
-        return int(row[0])
+            return sum(b for b, _, _ in dead.values())
+        return dead.get(sink, (0, 0, 0))[0]
+
+    def dead_letter_totals(self) -> dict[str, int]:
+        """The dead letters held: batches, readings, bytes (what they take in the file), and their budget."""
+        dead = self._writer.state.dead_letters.values()  # committed totals, kept by the writer: no query
+        return {"batches": sum(b for b, _, _ in dead), "readings": sum(r for _, r, _ in dead),
+                "bytes": sum(n for _, _, n in dead), "max_bytes": self.options.dead_letter_budget}
 
     def stats_sync(self) -> dict[str, Any]:
         """Size, seq range, counters and cursor backlogs."""
@@ -421,7 +426,6 @@ class Store:
                 pass
         first = min(st.first_seq, durable + 1)
         cursors = self.cursors_sync()
-        dead = self._reader().execute("SELECT count(*), coalesce(sum(count), 0) FROM dead_letters").fetchone()
         return {
             "path": str(self.path),
             "bytes": files,
@@ -433,7 +437,7 @@ class Store:
             "full": st.full,
             "commits": st.commits,
             "counters": dict(st.counters),
-            "dead_letters": {"batches": dead[0], "readings": dead[1]},
+            "dead_letters": self.dead_letter_totals(),
             "cursors": {n: {**c, "backlog": max(0, durable - c["seq"])} for n, c in cursors.items()},
         }
 

@@ -2,7 +2,8 @@
 
 Appends, cursor moves, events and dead letters are queued as commands; the writer applies a batch of them
 in one transaction with one fsync (WAL, synchronous=FULL), then publishes the new durable seq. It also
-removes acknowledged rows, applies retention, and handles a full disk by the configured policy.
+removes acknowledged rows, applies retention (readings: max_age, max_bytes; dead letters: their own budget),
+and handles a full disk by the configured policy.
 """
 
 from __future__ import annotations
@@ -52,6 +53,38 @@ INSERT_PLAIN = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, NULL)"
 INSERT_WITH_ERROR = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)"
 UNSTORABLE = (OverflowError, UnicodeEncodeError, ValueError, sqlite3.InterfaceError)  # a value SQLite refuses
 TAIL_READINGS = 10_000  # newest committed readings kept in memory (~1.5 MB), so sinks read them without SQLite
+# Dead letters have a size budget of their own (dead_letter_max_bytes), apart from the readings' max_bytes. The
+# writer keeps their count, readings and bytes per sink in memory (loaded once at open, updated with every
+# change it commits), so stats and /metrics never count rows, and max_bytes is held against used_bytes() less
+# the dead letters' bytes. Their bytes are what their rows take in the file's pages, by SQLite's record layout
+# (dead_letter_footprint): exact for the overflow pages that hold large payloads, within a few percent overall.
+DEAD_LETTER_RECORD_OVERHEAD = 28  # record header, ts, first/last seq and count, besides sink, error, payload
+DEAD_LETTER_CELL_OVERHEAD = 6  # the cell's size and rowid varints and its 2-byte pointer in the leaf page
+LEAF_HEADER = 8  # bytes of a table leaf page that hold no cell
+DEAD_LETTER_DROP_MAX = 64 * 1024 * 1024  # bytes of dead letters one maintenance pass deletes at most
+DEAD_LETTER_LOW_WATER = 0.9  # past their budget, dead letters are dropped down to this share of it: a steady
+# stream of them (a receiver refusing everything) costs a drop and its event now and then, not every second
+DEAD_LETTER_ROW_SIZES = ("SELECT id, sink, count, length(payload) + length(CAST(error AS BLOB)) "
+                         "+ length(CAST(sink AS BLOB)) FROM dead_letters")  # length() reads no overflow page
+
+
+def dead_letter_footprint(data_bytes: int, page_size: int) -> int:
+    """Bytes of database pages one dead letter's row takes, given the bytes of its sink, error and payload:
+    its share of a table leaf page (rows are appended, so leaf pages hold as many whole cells as fit), plus
+    the overflow pages a large payload spills to (the rule of SQLite's btree.c)."""
+    record = data_bytes + DEAD_LETTER_RECORD_OVERHEAD
+    max_local = page_size - 35
+    overflow_pages = 0
+    local = record
+    if record > max_local:
+        min_local = (page_size - 12) * 32 // 255 - 23
+        local = min_local + (record - min_local) % (page_size - 4)
+        if local > max_local:
+            local = min_local
+        overflow_pages = -(-(record - local) // (page_size - 4))
+    cell = local + DEAD_LETTER_CELL_OVERHEAD + (4 if overflow_pages else 0)
+    per_leaf = max(1, (page_size - LEAF_HEADER) // cell)
+    return -(-page_size // per_leaf) + overflow_pages * page_size
 
 
 def _is_full(e: BaseException) -> bool:
@@ -87,6 +120,8 @@ class WriterState:
     last_commit: float = 0.0
     last_commit_readings: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    # committed dead letters per sink: (batches, readings, bytes); replaced, never changed in place
+    dead_letters: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 class Writer:
@@ -127,8 +162,8 @@ class Writer:
         self.tail_lock = threading.Lock()
         self._tail_ok = True  # the batch being written may go to the tail (see _op_append)
         self.thread = threading.Thread(target=self._run, name="edge-store-writer", daemon=True)
-        self._load_state()
         self.page_size: int = con.execute("PRAGMA page_size").fetchone()[0]  # fixed once the file exists
+        self._load_state()
         con.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_AUTOCHECKPOINT_BYTES // self.page_size, 16)}")
         self._restore_spare()
 
@@ -163,6 +198,12 @@ class Writer:
         self.state.counters = dict(con.execute("SELECT name, value FROM counters").fetchall())
         self._persisted = dict(self.state.counters)
         self.reserved = max(reserve, last)
+        dead: dict[str, tuple[int, int, int]] = {}
+        for _, sink, count, data_bytes in con.execute(DEAD_LETTER_ROW_SIZES):  # leaf pages only: cheap, once
+            b, r, n = dead.get(sink, (0, 0, 0))
+            dead[sink] = (b + 1, r + count, n + dead_letter_footprint(data_bytes, self.page_size))
+        self._dead = dead  # the writer's own view, inside the transaction; state.dead_letters: committed
+        self.state.dead_letters = dead
 
     def _read_reserve(self) -> int:
         try:
@@ -340,6 +381,7 @@ class Writer:
         con = self.con
         saved_last = self.state.last_seq
         saved_counters = dict(self.state.counters)
+        saved_dead = self._dead
         new_series: list[tuple[str, str, str | None]] = []
         self._new_series = new_series
         self._tail_ok = True
@@ -364,6 +406,7 @@ class Writer:
             self._save_counters()
             con.execute("COMMIT")
             self._committed_counters()
+            self.state.dead_letters = self._dead
             self.state.last_commit_readings = readings
             return results
         except BaseException:
@@ -374,6 +417,7 @@ class Writer:
                             r.seq = 0
             self.state.last_seq = saved_last
             self.state.counters = saved_counters
+            self._dead = saved_dead
             for key in new_series:
                 sid = self.series.pop(key, None)
                 if sid is not None:
@@ -518,10 +562,33 @@ class Writer:
             (time.time(), sink, first, last, count, error, payload),
         )
         self.count("dead_letters", 1)
+        data_bytes = len(payload) + len(error.encode()) + len(sink.encode())
+        self._dead_change(sink, 1, count, dead_letter_footprint(data_bytes, self.page_size))
         return int(cur.lastrowid or 0)
 
     def _op_delete_dead_letter(self, ident: int) -> bool:
-        return self.con.execute("DELETE FROM dead_letters WHERE id = ?", (ident,)).rowcount > 0
+        row = self.con.execute(DEAD_LETTER_ROW_SIZES + " WHERE id = ?", (ident,)).fetchone()
+        if row is None:
+            return False
+        self.con.execute("DELETE FROM dead_letters WHERE id = ?", (ident,))
+        _, sink, count, data_bytes = row
+        self._dead_change(sink, -1, -count, -dead_letter_footprint(data_bytes, self.page_size))
+        return True
+
+    def _dead_change(self, sink: str, batches: int, readings: int, nbytes: int) -> None:
+        """Account for dead letters added (or removed: negative) in the current transaction (copy on write:
+        the dict readers were given never changes)."""
+        dead = dict(self._dead)
+        b, r, n = dead.get(sink, (0, 0, 0))
+        if b + batches > 0:
+            dead[sink] = (b + batches, r + readings, n + nbytes)
+        else:
+            dead.pop(sink, None)
+        self._dead = dead
+
+    def dead_letter_bytes(self) -> int:
+        """What the dead letters take in the database file, by the writer's accounting."""
+        return sum(n for _, _, n in self._dead.values())
 
     def _op_count(self, name: str, n: int) -> None:
         self.count(name, n)
@@ -556,7 +623,7 @@ class Writer:
 
     def _over_max_bytes(self) -> bool:
         """reject_new applies at max_bytes too: the live data may not grow past it (drop_oldest drops instead)."""
-        return self.used_bytes() >= self.opt.max_bytes
+        return self.readings_bytes() >= self.opt.max_bytes
 
     def _low_water(self) -> int:
         """FULL_LOW_WATER, plus the spare's size while it is released (the store must not grow into it)."""
@@ -620,7 +687,7 @@ class Writer:
     def _room_for(self, n_readings: int) -> int:
         """Bytes of free database pages to want before writing n readings on a full disk (generous)."""
         rows = self.state.last_seq - self.state.first_seq + 1
-        per_row = self.used_bytes() / rows if rows >= 1000 else ROW_BYTES_GUESS
+        per_row = self.readings_bytes() / rows if rows >= 1000 else ROW_BYTES_GUESS
         return int(2 * n_readings * per_row) + 64 * 1024
 
     def _free_pages_bytes(self) -> int:
@@ -731,7 +798,7 @@ class Writer:
         if first > last:
             return 0
         held = last - first + 1
-        per_row = max(self.used_bytes() / held, 1.0)
+        per_row = max(self.readings_bytes() / held, 1.0)
         n = min(held, max(int(self._room_for(n_readings) / per_row) + 1, held // FULL_DROP_FRACTION))
         return self._delete_prefix(first + n - 1, reason="full")
 
@@ -768,7 +835,7 @@ class Writer:
         return n
 
     def _maintain(self) -> None:
-        """Remove what every cursor has, then apply max_age and max_bytes."""
+        """Remove what every cursor has, then apply max_age, the dead letters' budget and max_bytes."""
         con, opt, st = self.con, self.opt, self.state
         self._check_space()
         cursors = [r[0] for r in con.execute("SELECT seq FROM cursors").fetchall()]
@@ -785,7 +852,8 @@ class Writer:
                 ).fetchone()
                 upto = (nxt[0] - 1) if nxt else min(st.last_seq, st.first_seq + opt.gc_chunk - 1)
                 self._delete_prefix(upto, "max_age")
-        used = self.used_bytes()
+        self._drop_dead_letters()
+        used = self.readings_bytes()
         if used > opt.max_bytes and st.first_seq <= st.last_seq and opt.full_policy == "drop_oldest":
             rows = st.last_seq - st.first_seq + 1
             per_row = max(used / rows, 1.0)
@@ -796,7 +864,64 @@ class Writer:
         if ev is not None and ev > opt.max_events:
             con.execute("DELETE FROM events WHERE id <= ?", (ev - opt.max_events,))
 
+    def _drop_dead_letters(self) -> int:
+        """Delete the oldest dead letters while theirs exceed their budget: counted, logged, one event per pass
+        with the id range. Returns how many were dropped."""
+        budget = self.opt.dead_letter_budget
+        held = self.dead_letter_bytes()
+        if held <= budget:
+            return 0
+        excess = held - int(budget * DEAD_LETTER_LOW_WATER)
+        con = self.con
+        upto, first, freed, readings = 0, 0, 0, 0
+        gone: dict[str, tuple[int, int, int]] = {}
+        cur = con.execute(DEAD_LETTER_ROW_SIZES + " ORDER BY id")
+        try:
+            while freed < min(excess, DEAD_LETTER_DROP_MAX):
+                row = cur.fetchone()
+                if row is None:
+                    break
+                ident, sink, count, data_bytes = row
+                size = dead_letter_footprint(data_bytes, self.page_size)
+                b, r, n = gone.get(sink, (0, 0, 0))
+                gone[sink] = (b + 1, r + count, n + size)
+                first = first or ident
+                upto, freed, readings = ident, freed + size, readings + count
+        finally:
+            cur.close()
+        if not upto:
+            return 0
+        n = sum(b for b, _, _ in gone.values())
+        msg = (f"{n} oldest dead letters ({readings} readings, {freed / 2**20:.1f} MiB) dropped by retention "
+               f"(dead_letter_max_bytes, {budget / 2**20:.1f} MiB): id {first}..{upto}")
+        data = {"reason": "dead_letter_max_bytes", "count": n, "readings": readings, "bytes": freed,
+                "first_id": first, "last_id": upto, "max_bytes": budget,
+                "sinks": {sink: b for sink, (b, _, _) in gone.items()}}
+        before, saved_dead = dict(self.state.counters), self._dead
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("DELETE FROM dead_letters WHERE id <= ?", (upto,))
+            self.count("dead_letters_dropped", n)
+            self.count("dead_letter_readings_dropped", readings)
+            self._op_event(time.time(), "dead_letter_drop", msg, data)
+            for sink, (b, r, size) in gone.items():
+                self._dead_change(sink, -b, -r, -size)
+            self._save_counters()
+            con.execute("COMMIT")
+            self._committed_counters()
+        except BaseException:
+            self.state.counters, self._dead = before, saved_dead  # nothing was dropped: nothing is counted
+            self._rollback()
+            raise
+        self.state.dead_letters = self._dead
+        log.warning(msg)
+        return n
+
     def used_bytes(self) -> int:
         pages = self.con.execute("PRAGMA page_count").fetchone()[0]
         free = self.con.execute("PRAGMA freelist_count").fetchone()[0]
         return int((pages - free) * self.page_size)
+
+    def readings_bytes(self) -> int:
+        """What max_bytes limits: the database's used pages less the dead letters' (they have their own budget)."""
+        return max(0, self.used_bytes() - self.dead_letter_bytes())

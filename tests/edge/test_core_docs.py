@@ -25,6 +25,7 @@ def test_configuration_example_is_valid() -> None:
     cfg = parse_text(example, "docs/configuration.md")
     assert cfg.edge.id == "site-a" and cfg.store.max_bytes == 1024**3 and cfg.api.max_body == 64 * 1024
     assert cfg.devices[0].point[0].deadband == 0.05
+    assert cfg.store.options().dead_letter_budget == 100 * 1024**2
 
 
 def test_pull_api_consumer_example_runs_against_a_daemon(tmp_path: Path) -> None:

@@ -186,9 +186,10 @@ def test_write_through_the_cli(edge: EdgeProcess) -> None:
 def test_stats_metrics_events_dead_letters(edge: EdgeProcess) -> None:
     stats = wait_until(lambda: (s := edge.get("/v1/stats"))["store"]["last_seq"] > 0 and s)
     assert stats["store"]["last_seq"] > 0 and stats["devices"]["sim"]["state"] == "up"
-    assert stats["dead_letters"] == {"batches": 0, "readings": 0}
+    assert stats["dead_letters"] == {"batches": 0, "readings": 0, "bytes": 0, "max_bytes": 1024**3 // 10}
     metrics = edge.get("/metrics")
     assert "edge_readings_in_total" in metrics and 'edge_device_polls_total{device="sim"}' in metrics
+    assert "edge_dead_letters_dropped_total 0.0" in metrics and "edge_dead_letter_max_bytes 1.07374182e+08" in metrics
     assert [e["kind"] for e in edge.get("/v1/events?limit=1")["events"]] == ["started"]
     assert edge.get("/v1/dead-letters") == {"dead_letters": [], "next": 0}
     assert status_of(edge, "GET", "/v1/dead-letters?limit=0")[0] == 400

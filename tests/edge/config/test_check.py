@@ -44,7 +44,13 @@ BROKEN = [
     ("bad edge id", '[edge]\nid = "site a!"\n', ":2: edge.id: expected a name matching"),
     ("unknown top key", '[edge]\nid = "a"\n[stroe]\nmax_bytes = 1\n', ":3: stroe: expected no such key"),
     ("unknown store key", '[edge]\nid = "a"\n[store]\nmax_byte = "1GiB"\n',
-     ":4: store.max_byte: expected no such key, found unknown key (known keys: commit_interval, full_policy"),
+     ":4: store.max_byte: expected no such key, found unknown key (known keys: commit_interval, "
+     "dead_letter_max_bytes, full_policy"),
+    ("dead-letter budget of 0", '[edge]\nid = "a"\n[store]\ndead_letter_max_bytes = 0\n',
+     ":4: store.dead_letter_max_bytes: expected a size above 0 such as '64MiB' (dead letters always have a budget; "
+     "leave the key out for 10 % of max_bytes), found 0"),
+    ("bad dead-letter budget", '[edge]\nid = "a"\n[store]\ndead_letter_max_bytes = "lots"\n',
+     ":4: store.dead_letter_max_bytes: expected a size like '64MiB', '1GiB', found 'lots'"),
     ("bad size", '[edge]\nid = "a"\n[store]\nmax_bytes = "lots"\n',
      ":4: store.max_bytes: expected a size like '64MiB', '1GiB', found 'lots'"),
     ("bad duration", '[edge]\nid = "a"\n[store]\nmax_age = "3 fortnights"\n',
@@ -103,6 +109,13 @@ def test_good_config_passes(tmp_path: Path) -> None:
     code, out = check(tmp_path, GOOD)
     assert code == 0, out
     assert "ok (1 devices, 0 sinks)" in out
+
+
+def test_the_dead_letter_budget_defaults_to_a_tenth_of_max_bytes() -> None:
+    store = parse_text('[edge]\nid = "a"\n[store]\nmax_bytes = "200MiB"\n', "f.toml").store
+    assert store.dead_letter_max_bytes is None and store.options().dead_letter_budget == 20 * 1024**2
+    store = parse_text('[edge]\nid = "a"\n[store]\ndead_letter_max_bytes = "64MiB"\n', "f.toml").store
+    assert store.options().dead_letter_budget == 64 * 1024**2
 
 
 @pytest.mark.parametrize(("name", "text", "expected"), BROKEN, ids=[b[0] for b in BROKEN])

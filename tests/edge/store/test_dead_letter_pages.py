@@ -14,11 +14,12 @@ from edgeproc import EdgeProcess, write_config
 from edge.store import Store, StoreOptions
 
 PAYLOAD = b'{"edge":"test","readings":[]}' + b" " * 60_000  # about a real message's size
+BUDGET = "1GiB"  # the dead letters' budget: room for all of them (2,300 of these take ~140 MiB)
 
 
 def fill_dead_letters(data: Path, n: int) -> None:
     async def add() -> None:
-        store = Store.open(data, StoreOptions())
+        store = Store.open(data, StoreOptions(dead_letter_max_bytes=1024**3))
         try:
             await asyncio.gather(*(  # queued together: a few commits, not one per dead letter
                 store.add_dead_letter("cloud" if i % 2 else "erp", i * 10 + 1, i * 10 + 10, 10, "HTTP 400", PAYLOAD)
@@ -46,7 +47,7 @@ def test_pages_by_id_with_and_without_payloads(tmp_path: Path) -> None:
 
 
 def test_cli_lists_every_dead_letter_of_a_running_daemon_across_pages(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "")
+    config = write_config(tmp_path, "", store=f'dead_letter_max_bytes = "{BUDGET}"')
     fill_dead_letters(tmp_path / "data", 2_300)  # more than two of the CLI's pages
     edge = EdgeProcess(config).start()
     try:
