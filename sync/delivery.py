@@ -90,7 +90,6 @@ class DeliverySink(Sink):
         self.sent = 0  # readings acked since start
         self.retries = 0
         self.expired = 0
-        self.dead_letters = 0
         self.last_ack: float | None = None
         self._acks: deque[tuple[float, int]] = deque()  # (monotonic time, readings) for send_rate
         self._bytes_per_reading = BYTES_PER_READING_GUESS
@@ -154,11 +153,10 @@ class DeliverySink(Sink):
     async def _load_counters(self) -> None:
         name = self.name
 
-        def load(store: Store) -> tuple[int, int]:
-            counters = store.stats_sync()["counters"]
-            return counters.get(expired_counter(name), 0), store.dead_letter_count_sync(name)
+        def load(store: Store) -> int:
+            return int(store.stats_sync()["counters"].get(expired_counter(name), 0))
 
-        self.expired, self.dead_letters = await self.store.run_read(load)
+        self.expired = await self.store.run_read(load)
 
     async def _keep_cursor(self, window: AckWindow) -> None:
         """Write the acked prefix to the store's cursor whenever it moves; keep the backlog figures fresh."""
@@ -301,14 +299,17 @@ class DeliverySink(Sink):
         """Keep the refused message in the store's dead-letter table and move on past it."""
         await self.store.add_dead_letter(self.name, message.first_seq, message.last_seq, message.count, error,
                                          message.payload)
-        self.dead_letters = self.store.dead_letter_count_sync(self.name)  # the store drops the oldest past its budget
         self.dead_log.refused(message.first_seq, message.last_seq, message.count, error)
         window.ack(message)
         message.readings = None
 
+    @property
+    def dead_letters(self) -> int:
+        """Dead letters of this sink in the store now (replays delete them, the budget drops the oldest)."""
+        return self.store.dead_letter_count_sync(self.name)
+
     def replayed(self, dead_letter: DeadLetter) -> None:
-        """A dead letter was delivered by replay(): one fewer in the stats (its caller deletes the row)."""
-        self.dead_letters = max(0, self.dead_letters - 1)
+        """A dead letter was delivered by replay() (its caller deletes the row)."""
         log.info("sink %s: dead letter %d (seq %d..%d) replayed", self.name, dead_letter.id,
                  dead_letter.first_seq, dead_letter.last_seq)
 

@@ -98,6 +98,7 @@ async def test_the_sinks_count_follows_the_store_dropping_the_oldest(
         store.maintain_sync()  # the store keeps 16 KiB of them
         kept = store.dead_letter_count_sync("erp")
         assert 0 < kept < 30
+        assert sink.stats()["dead_letters"] == kept  # at once, not only at the sink's next dead letter
         seqs = await fill(store, 10)
         await eventually(lambda: store.cursor_sync("erp") == seqs[-1])
         assert sink.stats()["dead_letters"] == kept + 1 == store.dead_letter_count_sync("erp")

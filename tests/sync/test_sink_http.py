@@ -133,6 +133,8 @@ async def test_400_dead_letters_the_batch_moves_on_and_replay_delivers(
     assert receiver.requests[-1].headers["Idempotency-Key"] == f"{EDGE}-{seqs[100]}-{seqs[199]}"
     assert sorted(receiver.delivered()) == seqs
     assert len(store.dead_letters_sync(sink="erp")) == 1  # the API's replay deletes it, once, after this
+    assert sink.stats()["dead_letters"] == 1  # what the store holds
+    assert await store.delete_dead_letter(dl.id)
     assert sink.stats()["dead_letters"] == 0
 
 

@@ -395,7 +395,10 @@ async def test_refused_publish_is_dead_lettered_and_replay_delivers(
         for d in dead:
             await replay_once_allowed(sink, d)
         assert not await asyncio.to_thread(sub.wait_for, set(seqs), 5)
-        assert sink.stats()["dead_letters"] == 0  # the API's replay deletes the rows, once, after this
+        assert sink.stats()["dead_letters"] == len(dead)  # the API's replay deletes the rows, once, after this
+        for d in dead:
+            assert await store.delete_dead_letter(d.id)
+        assert sink.stats()["dead_letters"] == 0
     finally:
         await runner.stop(sink)
         sub.close()
