@@ -163,9 +163,9 @@ class MqttLink:
     async def maintain(self) -> None:
         """Stay connected: reconnect after every failure or loss, with backoff and jitter.
 
-        A failure streak (logged as a warning at its first failure, at debug after) ends only when a connection
-        has lasted MQTT_STABLE_CONNECTION: a link that drops every few seconds stays one outage in the log
-        instead of a warning and a "works again" line per flap."""
+        A failure streak (logged as a warning at its first failure, at debug after) ends, and the backoff starts
+        over, only when a connection has lasted MQTT_STABLE_CONNECTION: a link that drops every few seconds stays
+        one outage in the log instead of a warning and a "works again" line per flap."""
         url = self.config.url
         try:
             while not self._stopping:
@@ -176,7 +176,6 @@ class MqttLink:
                     self.outage.failed(f"connect to {url}", str(e))
                     await asyncio.sleep(self.backoff.next())
                     continue
-                self.backoff.reset()
                 up_at = time.monotonic()
                 in_streak = self.outage.failures > 0
                 if in_streak:
@@ -188,8 +187,12 @@ class MqttLink:
                 self._up.set()
                 if self.status_topic:
                     self.publish(self.status_topic, MQTT_STATUS_ONLINE.encode(), retain=True)
-                if in_streak and not await wait_event(self._lost, MQTT_STABLE_CONNECTION):
-                    self.outage.recovered(f"connection to {url}", at=up_at)  # still up: the streak is over
+                if not await wait_event(self._lost, MQTT_STABLE_CONNECTION):  # still up: the connection holds
+                    # Only now, not at the CONNACK: a broker that takes the connection and drops it at once
+                    # (another client with our client id, a quota) must meet a growing delay, not reconnect_min.
+                    self.backoff.reset()
+                    if in_streak:
+                        self.outage.recovered(f"connection to {url}", at=up_at)  # the streak is over
                 await self._lost.wait()
                 self.connected = False
                 self._up.clear()

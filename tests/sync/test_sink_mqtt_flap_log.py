@@ -66,3 +66,24 @@ async def test_a_flapping_link_is_one_outage_in_the_log(
     back = records(caplog, logging.WARNING)[1]
     assert f"works again after {FLAPS + 1} failures" in back, back
     assert len(records(caplog, logging.INFO)) == 1
+
+
+async def test_two_links_with_one_client_id_back_off_instead_of_kicking_each_other_at_reconnect_min(
+        store: Store, broker: Broker, runner: SinkRunner, tmp_path: Path) -> None:
+    """A cloned appliance (same client id): the broker drops one connection for the other, again and again. The
+    backoff used to start over at every CONNACK, so each reconnected every reconnect_min; it now grows until a
+    connection lasts MQTT_STABLE_CONNECTION."""
+    sinks = []
+    for name in ("a", "b"):
+        cfg = MqttSinkConfig(name=name, type="mqtt", url=f"mqtt://127.0.0.1:{broker.port}", client_id="twin",
+                             reconnect_min="50ms", reconnect_max="1s")
+        sink = create_sink(cfg, edge_id=EDGE, store=store, data_dir=str(tmp_path))
+        assert isinstance(sink, MqttSink)
+        runner.start(sink)
+        sinks.append(sink)
+    try:
+        # The old code never got past 1: each connect reset it, each kick counted one.
+        await eventually(lambda: any(s.link is not None and s.link.backoff.failures >= 4 for s in sinks), 30)
+    finally:
+        for sink in sinks:
+            await runner.stop(sink)
