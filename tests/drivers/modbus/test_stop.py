@@ -35,6 +35,14 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+async def released(key: str, gateway: SilentGateway, accepted: int | None = None) -> None:
+    """No bus is registered for key and the server saw its connections closed (and, given, how many it took)."""
+    assert BUSES.get(key) is None
+    await until(lambda: gateway.open == 0, "the server saw the connection closed")
+    if accepted is not None:
+        assert gateway.accepted == accepted
+
+
 def tcp(port: int, unit: int = 1, name: str = "plc") -> ModbusDriver:
     return ModbusDriver(ModbusTcpDevice(name=name, driver="modbus-tcp", host="127.0.0.1", port=port, unit=unit,
                                         timeout=0.5, point=SETPOINT))
@@ -62,9 +70,8 @@ async def test_write_overlapping_stop_is_refused_and_reopens_nothing(
     hold.go.set()
     with pytest.raises(WriteError, match=r"'plc' is stopped .*: plc\.sp was written but not read back"):
         await write
-    assert BUSES.get(bus.key) is None and bus.users == 0 and bus.closed
-    await until(lambda: gateway.open == 0, "the server saw the connection closed")
-    assert gateway.accepted == before + 1  # the read-back did not connect again
+    assert bus.users == 0 and bus.closed
+    await released(bus.key, gateway, before + 1)  # the read-back did not connect again
     assert await mbpoll_read_hex(sim.port, 1, 0, 1) == [5]  # the write itself was made
 
 
@@ -86,9 +93,8 @@ async def test_request_waiting_for_the_bus_when_stop_closes_it_does_not_reconnec
     assert all(r.quality == BAD for r in await poll)
     with pytest.raises(WriteError, match=r"'plc' is stopped .*: write to plc\.sp refused"):
         await write
-    assert BUSES.get(bus.key) is None and bus.users == 0
-    await until(lambda: gateway.open == 0, "the server saw the connection closed")
-    assert gateway.accepted == before + 1
+    assert bus.users == 0
+    await released(bus.key, gateway, before + 1)
 
 
 async def test_stopped_driver_refuses_writes_and_polls_until_started_again(
@@ -114,9 +120,7 @@ async def test_stopped_driver_refuses_writes_and_polls_until_started_again(
         assert driver.bus.users == 1
     finally:
         await driver.stop()
-    assert BUSES.get(key) is None
-    await until(lambda: gateway.open == 0, "the server saw the connection closed")
-    assert gateway.accepted == before + 2
+    await released(key, gateway, before + 2)
 
 
 async def test_never_started_driver_writes_and_reads_on_a_bus_of_its_own_then_releases_it(
@@ -127,13 +131,10 @@ async def test_never_started_driver_writes_and_reads_on_a_bus_of_its_own_then_re
     driver = tcp(gateway.port)
     key = driver.config.bus_key
     assert await driver.write("sp", 7) == 7
-    assert BUSES.get(key) is None
-    await until(lambda: gateway.open == 0, "the server saw the connection closed")
+    await released(key, gateway)
     readings = await driver.poll()
     assert [(r.value, r.quality) for r in readings] == [(7, GOOD)]
-    assert BUSES.get(key) is None
-    await until(lambda: gateway.open == 0, "the server saw the connection closed")
-    assert gateway.accepted == before + 2
+    await released(key, gateway, before + 2)
     with pytest.raises(RuntimeError, match="not started"):
         _ = driver.bus  # the property never opens a bus
 
@@ -154,8 +155,7 @@ async def test_never_started_driver_joins_a_running_bus_and_leaves_it_running(
         assert (await running.poll())[0].value == 0  # unit 1 untouched
     finally:
         await running.stop()
-    assert BUSES.get(bus.key) is None
-    await until(lambda: gateway.open == 0, "the server saw the connection closed")
+    await released(bus.key, gateway)
 
 
 # -- RTU --------------------------------------------------------------------------------------------------
