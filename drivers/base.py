@@ -136,6 +136,10 @@ class Driver(abc.ABC):  # noqa: B024 - hooks are optional, poll or run is needed
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called on shutdown and reload."""
 
+    def _stopped_error(self) -> str:
+        """Why a poll or write after stop() (a reload, a restart, the shutdown) is refused."""
+        return f"device {self.name!r} is stopped (reloaded, restarting or shutting down)"
+
     def bad_cycle(self, error: str) -> list[Reading]:
         """A bad reading for every point: what a failed cycle produces so that no poll is silently missing."""
         ts = time.time()

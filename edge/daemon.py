@@ -70,7 +70,6 @@ class Daemon:
         self.runners: dict[str, DeviceRunner] = {}
         self.sinks: dict[str, Sink] = {}
         self.supervisor = Supervisor(on_crash=self._on_crash)
-        self.started = time.time()
         self.started_monotonic = time.monotonic()  # uptime must not jump when NTP steps the clock
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -99,10 +98,6 @@ class Daemon:
     def data_dir(self) -> Path:
         """Fixed at start: a changed edge.data_dir applies at the next restart (the store stays where it is)."""
         return self._data_dir
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
 
     async def start(self) -> None:
         cfg = self.config

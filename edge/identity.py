@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge.files import write_private
 from edge.signing import fingerprint, public_key_b64, sign_payload
 
 __all__ = [
@@ -41,8 +41,6 @@ SIGNING_KEY = "signing.key"
 SIGNING_PUB = "signing.pub"
 TLS_KEY = "tls.key"
 TLS_CSR = "tls.csr"
-PRIVATE_FILE_MODE = 0o600
-PRIVATE_DIR_MODE = 0o700
 PUBLIC_FILE_MODE = 0o644
 EDGE_URN_PREFIX = "urn:edge:"
 
@@ -79,50 +77,6 @@ def key_files(data_dir: str | os.PathLike[str]) -> KeyFiles:
     """Return the key file paths under data_dir."""
     d = Path(data_dir) / KEYS_DIR
     return KeyFiles(d, d / SIGNING_KEY, d / SIGNING_PUB, d / TLS_KEY, d / TLS_CSR)
-
-
-def _chown_like(path: Path, reference: Path) -> None:
-    """As root, give path the owner of reference (so `sudo edge ...` leaves files the daemon can read)."""
-    if os.geteuid() != 0:
-        return
-    try:
-        st = reference.stat()
-    except FileNotFoundError:
-        return
-    if st.st_uid != 0 or st.st_gid != 0:
-        os.chown(path, st.st_uid, st.st_gid)
-
-
-def write_private(path: Path, data: bytes, *, owner_like: Path | None = None,
-                  mode: int = PRIVATE_FILE_MODE) -> None:
-    """Write data to path atomically (temp file, fsync, rename) with mode 0600 and a 0700 folder.
-
-    When run as root and owner_like (usually the data dir) belongs to another user, the new file and
-    folder are given to that user.
-    """
-    parent = path.parent
-    if not parent.exists():
-        parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
-        if owner_like is not None:
-            _chown_like(parent, owner_like)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if owner_like is not None:
-            _chown_like(Path(tmp), owner_like)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def make_csr(tls_key: ec.EllipticCurvePrivateKey, edge_id: str) -> x509.CertificateSigningRequest:

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from edge.identity import write_private
+from edge.files import write_private
 
 __all__ = [
     "KEY_FILE_ENV",

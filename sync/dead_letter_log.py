@@ -46,13 +46,11 @@ class DeadLetterLog:
             return
         log.debug("sink %s: seq %d..%d (%d readings) refused and dead-lettered: %s", self.sink, first_seq,
                   last_seq, count, error)
-        if self.batches == 0:
-            self.first_seq = first_seq
-        elif error != self.last_error:
+        if self.batches and error != self.last_error:
             self.errors_differ = True
+        self.first_seq = first_seq if self.batches == 0 else min(self.first_seq, first_seq)
         self.batches += 1
         self.readings += count
-        self.first_seq = min(self.first_seq, first_seq)
         self.last_seq = max(self.last_seq, last_seq)
         self.last_error = error
 

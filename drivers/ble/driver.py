@@ -224,9 +224,6 @@ class _GattDriver(Driver):
         self._stopped = True
         await self.link.close(self._stopped_error())
 
-    def _stopped_error(self) -> str:
-        return f"device {self.name!r} is stopped (reloaded, restarting or shutting down)"
-
     def _connects_for_itself(self) -> bool:
         """Whether a poll or write (holding link.lock) connects for itself and must disconnect when done: on a
         driver never started, unless something else connected the link (a run() without start())."""

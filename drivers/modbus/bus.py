@@ -121,7 +121,6 @@ class Bus:
         self._raise_if_backing_off()
         if self.state != UP or not self.link.connected:
             await self._connect(timeout)
-            self._raise_if_closed()
         attempt = 0
         while True:
             self._raise_if_closed()  # e.g. closed during a timed-out attempt: no retry
@@ -160,7 +159,7 @@ class Bus:
                 self._got_answer()
                 raise
             except LinkError:
-                self._silent = 0  # the unit answered, if only with an exception
+                self._silent = 0  # something came back, if not a usable answer (e.g. one that does not decode)
                 raise
             finally:
                 self._last_done = time.monotonic()

@@ -132,9 +132,6 @@ class ModbusDriver(Driver):
         if bus is not None:
             BUSES.release(bus)
 
-    def _stopped_error(self) -> str:
-        return f"device {self.name!r} is stopped (reloaded, restarting or shutting down)"
-
     def _take_bus(self) -> tuple[Bus, bool]:
         """The bus for one poll or write, and whether it is a reference of its own that the caller must release
         (a driver never started); the driver's reference while started. Not to be called after stop()."""

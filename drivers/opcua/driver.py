@@ -59,9 +59,6 @@ class _OpcuaDriver(Driver):
         self._stopped = True
         await self.session.close(for_good=True)
 
-    def _stopped_error(self) -> str:
-        return f"device {self.name!r} is stopped (reloaded, restarting or shutting down)"
-
     def _own_session(self) -> DeviceSession:
         """A session for one request of a driver never started, closed by the caller when done."""
         return DeviceSession(self.device, self.status)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
 import re
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +15,7 @@ from aiohttp import web
 
 from drivers.base import WriteError
 from edge import __version__
+from edge.files import PRIVATE_FILE_MODE, write_private
 from edge.reading import Reading
 
 if TYPE_CHECKING:
@@ -401,36 +399,10 @@ def _replace_file(path: Path, text: str) -> None:
         old = path.stat()
     except FileNotFoundError:
         old = None
+    mode = stat.S_IMODE(old.st_mode) if old is not None else PRIVATE_FILE_MODE  # 0600: it may hold passwords
     if old is not None:
-        _write_atomically(path.with_name(path.name + ".bak"), path.read_bytes(), old)
-    _write_atomically(path, text.encode("utf-8"), old)
-
-
-def _write_atomically(path: Path, data: bytes, like: os.stat_result | None) -> None:
-    """`data` as `path` (temporary file, fsync, rename, fsync of the directory), with `like`'s mode and owner."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600: it may hold passwords
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if like is not None:
-                if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
-                    try:  # root keeps the file's owner and group; anyone else keeps what it may
-                        os.fchown(f.fileno(), like.st_uid, like.st_gid)
-                    except PermissionError:
-                        pass
-                os.fchmod(f.fileno(), stat.S_IMODE(like.st_mode))
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        write_private(path.with_name(path.name + ".bak"), path.read_bytes(), owner_like=path, mode=mode)
+    write_private(path, text.encode("utf-8"), owner_like=path, mode=mode)
 
 
 @routes.get("/v1/openapi.json")

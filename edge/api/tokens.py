@@ -119,6 +119,3 @@ class TokenCheck:
         """FULL or PULL for a known token, None otherwise."""
         grant = self.grant(header)
         return grant.scope if grant else None
-
-    def ok(self, header: str | None) -> bool:
-        return self.scope(header) is not None
