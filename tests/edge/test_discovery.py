@@ -220,6 +220,10 @@ async def test_two_appliances_with_the_same_id_are_both_found_at_their_own_ports
     a = Advertiser(edge_id="twin", version="0", port=18471, interfaces=[LOOPBACK])
     b = Advertiser(edge_id="twin", version="0", port=18472, interfaces=[LOOPBACK])
     await a.start()
+    assert a._task is not None
+    await a._task  # a is on the network (probed, announced) before its clone starts: as when a cloned card boots
+    # next to a running appliance. Started in the same instant, both probe at once and python-zeroconf can let
+    # both keep the name (CI saw one answer, 1 run in ~10): a tie-break we do not control; see the closing note.
     await b.start()
     try:
         assert a.info.server != b.info.server
